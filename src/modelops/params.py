@@ -1,0 +1,162 @@
+"""params.yaml in, frozen typed parameters out; an unknown key or out-of-range value is an error naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from modelops.errors import ParamsError
+
+PARAMS_FILE = Path("params.yaml")
+
+Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base for every params section: immutable, and a typo in a key is an error."""
+
+
+class BaseParams(_Params, frozen=True, forbid_unknown_fields=True):
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 20261127
+    model_name: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$")] = "churn"
+
+
+class GenerateParams(_Params, frozen=True, forbid_unknown_fields=True):
+    n_rows: Annotated[int, msgspec.Meta(ge=1000, le=5_000_000)] = 30_000
+
+
+class FeatureDecl(_Params, frozen=True, forbid_unknown_fields=True):
+    """One feature as a user declares it in `data.features`; anything left out is inferred."""
+
+    kind: Literal["numeric", "categorical"]
+    dtype: Literal["integer", "float"] | None = None
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    strict: bool = False
+    nullable: bool | None = None
+
+
+class DataParams(_Params, frozen=True, forbid_unknown_fields=True):
+    path: str = "data/raw/customers.parquet"
+    target: str = "churned"
+    positive_class: str | None = None
+    drop: list[str] = msgspec.field(default_factory=list)
+    test_size: Fraction = 0.2
+    min_rows_per_class: PositiveInt = 50
+    max_categories: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 50
+    features: dict[str, FeatureDecl] = msgspec.field(default_factory=dict)
+
+
+class PreprocessParams(_Params, frozen=True, forbid_unknown_fields=True):
+    numeric_imputer: Literal["median", "mean"] = "median"
+    add_missing_indicator: bool = True
+    scale: bool = True
+    min_category_frequency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class HistGradientBoostingParams(_Params, frozen=True, forbid_unknown_fields=True):
+    learning_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    max_iter: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 250
+    max_leaf_nodes: Annotated[int, msgspec.Meta(ge=2)] = 8
+    max_depth: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    min_samples_leaf: PositiveInt = 100
+    l2_regularization: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    class_weight: Literal["balanced"] | None = None
+
+
+class LogisticRegressionParams(_Params, frozen=True, forbid_unknown_fields=True):
+    C: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    max_iter: Annotated[int, msgspec.Meta(ge=10)] = 2000
+    class_weight: Literal["balanced"] | None = None
+
+
+class RandomForestParams(_Params, frozen=True, forbid_unknown_fields=True):
+    n_estimators: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 300
+    max_depth: Annotated[int, msgspec.Meta(ge=1)] | None = 12
+    min_samples_leaf: PositiveInt = 5
+    max_features: Literal["sqrt", "log2"] | Annotated[float, msgspec.Meta(gt=0, le=1)] = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+    n_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2
+
+
+class TrainParams(_Params, frozen=True, forbid_unknown_fields=True):
+    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = (
+        "hist_gradient_boosting"
+    )
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    random_forest: RandomForestParams = RandomForestParams()
+    reference_rows: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
+
+    def hyperparameters(self) -> dict[str, object]:
+        """The chosen estimator's hyperparameters, as recorded in the model card."""
+        chosen: _Params = getattr(self, self.estimator)
+        return msgspec.to_builtins(chosen)
+
+
+class EvaluateParams(_Params, frozen=True, forbid_unknown_fields=True):
+    threshold: Fraction = 0.5
+    calibration_bins: Annotated[int, msgspec.Meta(ge=2, le=100)] = 10
+    importance_repeats: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    importance_max_rows: Annotated[int, msgspec.Meta(ge=100)] = 4000
+
+
+class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
+    n_bins: Annotated[int, msgspec.Meta(ge=2, le=100)] = 10
+
+
+class Params(_Params, frozen=True, forbid_unknown_fields=True):
+    base: BaseParams = BaseParams()
+    generate: GenerateParams = GenerateParams()
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    drift: DriftParams = DriftParams()
+
+
+def parse(text: bytes | str, source: str = str(PARAMS_FILE)) -> Params:
+    """Decode params from YAML text; every error names the offending key."""
+    try:
+        params = msgspec.yaml.decode(text, type=Params)
+    except msgspec.ValidationError as exc:
+        raise ParamsError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ParamsError(f"{source}: not valid YAML: {exc}") from None
+    _check_features(params.data, source)
+    return params
+
+
+def load(path: Path | str = PARAMS_FILE) -> Params:
+    """Load and validate params.yaml (relative to the working directory by default)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found (run from the repository root)") from None
+    return parse(text, str(path))
+
+
+def _check_features(data: DataParams, source: str) -> None:
+    for name, decl in data.features.items():
+        where = f"{source}: data.features.{name}"
+        if name == data.target:
+            raise ParamsError(f"{where}: '{name}' is the target, not a feature")
+        if name in data.drop:
+            raise ParamsError(f"{where}: '{name}' is both declared and listed in data.drop")
+        if decl.kind == "categorical":
+            if decl.min is not None or decl.max is not None or decl.dtype is not None:
+                raise ParamsError(f"{where}: min/max/dtype apply to numeric features only")
+            if decl.strict and not decl.categories:
+                raise ParamsError(f"{where}: strict=true needs the list of categories")
+            if decl.categories is not None and len(set(decl.categories)) != len(decl.categories):
+                raise ParamsError(f"{where}: categories contain duplicates")
+        else:
+            if decl.categories is not None or decl.strict:
+                raise ParamsError(f"{where}: categories/strict apply to categorical features only")
+            if decl.min is not None and decl.max is not None and decl.min > decl.max:
+                raise ParamsError(f"{where}: min {decl.min} is greater than max {decl.max}")

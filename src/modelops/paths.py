@@ -1,0 +1,31 @@
+"""Every path that dvc.yaml names, declared once and relative to the repository root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+RAW_DIR = DATA / "raw"
+RAW = (
+    RAW_DIR / "customers.parquet"
+)  # what `generate` writes; params `data.path` may point elsewhere
+PREPARED_DIR = DATA / "prepared"
+TRAIN = PREPARED_DIR / "train.parquet"
+TEST = PREPARED_DIR / "test.parquet"
+SCHEMA = PREPARED_DIR / "schema.yaml"
+INCOMING = DATA / "incoming"
+
+MODELS = Path("models")
+MODEL = MODELS / "model.joblib"
+CARD = MODELS / "card.json"
+PROFILE = MODELS / "profile.json"
+
+METRICS_DIR = Path("metrics")
+METRICS = METRICS_DIR / "metrics.json"
+PLOTS = METRICS_DIR / "plots"
+ROC_PLOTS = PLOTS / "roc"  # one series per scored class: <class>.json
+PR_PLOTS = PLOTS / "precision_recall"
+CALIBRATION_PLOTS = PLOTS / "calibration"
+CONFUSION_PLOT = PLOTS / "confusion.json"
+IMPORTANCE_PLOT = PLOTS / "importance.json"
+DRIFT = METRICS_DIR / "drift.json"

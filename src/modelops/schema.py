@@ -1,0 +1,396 @@
+"""THE feature schema: built from declarations + the training frame, it validates and types every frame.
+
+`infer_and_validate` turns a raw frame and `data` params into a `FeatureSchema` and a clean frame, or
+raises one `DataValidationError` listing every problem. `to_model_frame` gives the Pipeline the exact
+dtypes it was trained on (float64 numerics, object categoricals with NaN for missing) wherever a frame
+comes from: parquet, CSV, or JSON records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+import pandas as pd
+import yaml
+
+from modelops.errors import DataIssue, DataValidationError, SchemaError
+from modelops.params import DataParams, FeatureDecl
+
+SCHEMA_VERSION = 1
+_ROWS_SHOWN = 5
+
+
+class NumericFeature(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="numeric", tag_field="kind"
+):
+    name: str
+    dtype: Literal["integer", "float"]
+    nullable: bool
+    min: float | None = None
+    max: float | None = None
+
+
+class CategoricalFeature(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="categorical", tag_field="kind"
+):
+    name: str
+    categories: list[str]
+    nullable: bool
+    strict: bool = False
+
+
+Feature = NumericFeature | CategoricalFeature
+
+
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    classes: list[str | int]
+    positive: str | int | None = None  # binary targets only: the class whose probability is scored
+
+    @property
+    def is_binary(self) -> bool:
+        return len(self.classes) == 2
+
+
+class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    features: list[Feature]
+    target: Target
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[NumericFeature]:
+        return [f for f in self.features if isinstance(f, NumericFeature)]
+
+    @property
+    def categorical(self) -> list[CategoricalFeature]:
+        return [f for f in self.features if isinstance(f, CategoricalFeature)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> FeatureSchema:
+        try:
+            return msgspec.convert(obj, type=cls)
+        except msgspec.ValidationError as exc:
+            raise SchemaError(f"stored feature schema is invalid: {exc}") from None
+
+    def declarations(self) -> dict[str, dict[str, Any]]:
+        """The schema in params.yaml's `data.features` form, so a user can pin what was inferred."""
+        out: dict[str, dict[str, Any]] = {}
+        for f in self.features:
+            decl = msgspec.to_builtins(f)
+            decl.pop("name")
+            out[f.name] = {k: v for k, v in decl.items() if v is not None}
+        return out
+
+    def target_array(self, frame: pd.DataFrame) -> np.ndarray:
+        """Target labels as int64 or str objects, matching the declared classes' type."""
+        col = frame[self.target.name]
+        if all(isinstance(c, int) for c in self.target.classes):
+            return col.to_numpy(dtype="int64")
+        return col.astype(str).to_numpy(dtype=object)
+
+    def to_yaml(self, source: str) -> str:
+        """The schema as YAML whose `features` mapping can be pasted under `data:` in params.yaml."""
+        header = (
+            f"# Feature schema of {source}, declared in params.yaml or inferred by `prepare`.\n"
+            "# To pin it, copy `features` under `data:` in params.yaml and edit what you need.\n"
+        )
+        body = {
+            "schema_version": self.schema_version,
+            "target": msgspec.to_builtins(self.target),
+            "features": self.declarations(),
+        }
+        return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)
+
+    @classmethod
+    def from_yaml(cls, path: Path | str) -> FeatureSchema:
+        try:
+            body = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise SchemaError(f"{path}: schema file not found (run the prepare stage)") from None
+        features = [{"name": name, **decl} for name, decl in body.get("features", {}).items()]
+        return cls.from_dict({**body, "features": features})
+
+    def to_model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns in schema order with the training dtypes; raises on a missing column."""
+        missing = [name for name in self.names if name not in frame.columns]
+        if missing:
+            raise SchemaError(f"frame lacks feature column(s): {', '.join(missing)}")
+        columns: dict[str, Any] = {}
+        for f in self.features:
+            col = frame[f.name]
+            if isinstance(f, NumericFeature):
+                columns[f.name] = _as_float(col)
+            else:
+                columns[f.name] = _as_category_strings(col)
+        return pd.DataFrame(columns, index=frame.index)
+
+
+# --------------------------------------------------------------------------- building + validating
+
+
+def infer_and_validate(
+    raw: pd.DataFrame, data: DataParams, source: str
+) -> tuple[FeatureSchema, pd.DataFrame]:
+    """Build the schema from declarations plus inference, validate `raw` against it, and return the
+    schema with a clean frame (features typed for the model, then the target)."""
+    issues: list[DataIssue] = []
+    if len(raw) == 0:
+        raise DataValidationError(source, [DataIssue("*", "no data rows", 0)])
+    raw = raw.reset_index(drop=True)
+    raw.columns = [str(c) for c in raw.columns]
+
+    for name in [*data.features, data.target]:
+        if name not in raw.columns:
+            present = ", ".join(map(repr, raw.columns[:20]))
+            issues.append(
+                DataIssue(name, "missing from the data", 0, detail=f"(columns: {present})")
+            )
+    for name in data.drop:
+        if name not in raw.columns:
+            issues.append(DataIssue(name, "listed in data.drop but not in the data", 0))
+
+    features: list[Feature] = []
+    clean: dict[str, Any] = {}
+    for name in raw.columns:
+        if name == data.target or name in data.drop:
+            continue
+        decl = data.features.get(name) or _infer_decl(raw[name], data, issues)
+        if decl is None:
+            continue
+        feature, values = _check_feature(name, raw[name], decl, issues)
+        features.append(feature)
+        clean[name] = values
+
+    target: Target | None = None
+    if data.target in raw.columns:
+        target, clean[data.target] = _check_target(raw[data.target], data, issues)
+    if not features and not issues:
+        issues.append(DataIssue("*", "no feature columns left after data.drop and the target", 0))
+    if issues:
+        raise DataValidationError(source, issues)
+    assert target is not None
+    schema = FeatureSchema(features=features, target=target)
+    return schema, pd.DataFrame(clean)
+
+
+def _infer_decl(col: pd.Series, data: DataParams, issues: list[DataIssue]) -> FeatureDecl | None:
+    name = str(col.name)
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return FeatureDecl(kind="numeric", dtype="integer")
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return FeatureDecl(kind="numeric")
+    if pd.api.types.is_datetime64_any_dtype(col.dtype) or isinstance(col.dtype, pd.PeriodDtype):
+        issues.append(
+            DataIssue(
+                name,
+                f"has dtype {col.dtype}, which is not supported",
+                0,
+                detail="(derive numeric features from it, or add it to data.drop)",
+            )
+        )
+        return None
+    n_levels = col.dropna().astype(str).nunique()
+    if n_levels > data.max_categories:
+        issues.append(
+            DataIssue(
+                name,
+                f"has {n_levels} distinct text values, more than "
+                f"data.max_categories={data.max_categories}",
+                0,
+                detail="(an identifier or free text? add it to data.drop, or declare it)",
+            )
+        )
+        return None
+    return FeatureDecl(kind="categorical")
+
+
+def _rows(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) + 1 for i in np.flatnonzero(mask)[:_ROWS_SHOWN])
+
+
+def _issue(
+    issues: list[DataIssue], name: str, kind: str, mask: np.ndarray, detail: str = ""
+) -> None:
+    count = int(mask.sum())
+    if count:
+        issues.append(DataIssue(name, kind, count, _rows(mask), detail))
+
+
+def _check_feature(
+    name: str, col: pd.Series, decl: FeatureDecl, issues: list[DataIssue]
+) -> tuple[Feature, pd.Series]:
+    missing = col.isna().to_numpy()
+    nullable = bool(missing.any()) if decl.nullable is None else decl.nullable
+    if not nullable:
+        _issue(issues, name, "missing values", missing, "but the feature is not nullable")
+    if decl.kind == "numeric":
+        values = pd.to_numeric(col.astype(object) if col.dtype == bool else col, errors="coerce")
+        values = values.astype("float64")
+        bad = values.isna().to_numpy() & ~missing
+        examples = ", ".join(repr(v) for v in col[bad].astype(str).unique()[:3])
+        _issue(
+            issues, name, "values are not numbers", bad, f"(e.g. {examples})" if examples else ""
+        )
+        arr = values.to_numpy()
+        finite = ~np.isnan(arr)
+        _issue(issues, name, "values are infinite", np.isinf(arr))
+        integral = bool(np.all(np.mod(arr[finite], 1) == 0)) if finite.any() else False
+        dtype = decl.dtype or ("integer" if integral else "float")
+        if dtype == "integer":
+            _issue(
+                issues,
+                name,
+                "values are not whole numbers",
+                finite & (np.mod(np.where(finite, arr, 0), 1) != 0),
+                "but the feature is declared integer",
+            )
+        if decl.min is not None:
+            _issue(issues, name, f"values below minimum {decl.min:g}", finite & (arr < decl.min))
+        if decl.max is not None:
+            _issue(issues, name, f"values above maximum {decl.max:g}", finite & (arr > decl.max))
+        feature: Feature = NumericFeature(name, dtype, nullable, decl.min, decl.max)
+        return feature, values
+
+    values = _as_category_strings(col)
+    observed = sorted(set(values.dropna().tolist()))
+    if decl.categories is None:
+        categories = observed
+    else:
+        declared = set(decl.categories)
+        categories = list(decl.categories) + [c for c in observed if c not in declared]
+        if decl.strict:
+            unknown = values.notna().to_numpy() & ~values.isin(declared).to_numpy()
+            examples = ", ".join(repr(v) for v in pd.unique(values[unknown])[:3])
+            _issue(
+                issues,
+                name,
+                "values are not among the declared categories",
+                unknown,
+                f"(e.g. {examples}; strict=true)",
+            )
+            categories = list(decl.categories)
+    if not categories and nullable:
+        issues.append(DataIssue(name, "has no non-missing values", 0))
+    return CategoricalFeature(name, categories, nullable, decl.strict), values
+
+
+def _check_target(
+    col: pd.Series, data: DataParams, issues: list[DataIssue]
+) -> tuple[Target | None, pd.Series]:
+    name = data.target
+    missing = col.isna().to_numpy()
+    if missing.all():
+        issues.append(DataIssue(name, f"all {len(col)} target values are missing", 0))
+        return None, col
+    _issue(issues, name, "missing target values", missing)
+    present = col[~missing]
+    if pd.api.types.is_bool_dtype(present.dtype) or (
+        pd.api.types.is_numeric_dtype(present.dtype)
+        and np.all(np.mod(present.to_numpy(dtype="float64"), 1) == 0)
+    ):
+        values: pd.Series = (
+            col.astype("float64").astype("Int64") if missing.any() else col.astype("int64")
+        )
+        classes: list[str | int] = sorted(int(v) for v in pd.unique(present.astype("int64")))
+    elif pd.api.types.is_numeric_dtype(present.dtype):
+        issues.append(
+            DataIssue(
+                name,
+                "target has non-integer numbers",
+                0,
+                detail="(regression is not supported; the target must be class labels)",
+            )
+        )
+        return None, col
+    else:
+        values = _as_category_strings(col)
+        classes = sorted(str(v) for v in pd.unique(values.dropna()))
+    counts = values.value_counts()
+    if len(classes) < 2:
+        issues.append(
+            DataIssue(
+                name,
+                f"target has a single class {classes[0]!r}",
+                0,
+                detail="(a classifier needs at least two)",
+            )
+        )
+    for cls in classes:
+        n = int(counts.get(cls, 0))
+        if n < data.min_rows_per_class:
+            issues.append(
+                DataIssue(
+                    name,
+                    f"class {cls!r} has {n} rows, fewer than "
+                    f"data.min_rows_per_class={data.min_rows_per_class}",
+                    0,
+                )
+            )
+    positive: str | int | None = None
+    if len(classes) == 2:
+        positive = classes[1]
+        if data.positive_class is not None:
+            match = [c for c in classes if str(c) == data.positive_class]
+            if not match:
+                issues.append(
+                    DataIssue(
+                        name,
+                        f"data.positive_class {data.positive_class!r} is not "
+                        f"a class of the target {classes}",
+                        0,
+                    )
+                )
+            else:
+                positive = match[0]
+    return Target(name, classes, positive), values
+
+
+# --------------------------------------------------------------------------- dtype coercion
+
+
+def _as_float(col: pd.Series) -> np.ndarray:
+    if col.dtype == np.float64:
+        return col.to_numpy(copy=True)
+    return pd.to_numeric(col, errors="raise").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _as_category_strings(col: pd.Series) -> pd.Series:
+    """Categorical values as Python str in an object column, NaN for missing.
+
+    Integral floats print as integers, so a code column read from CSV with gaps (1.0, NaN) means
+    the same categories as the same column without gaps (1).
+    """
+
+    def fmt(v: object) -> object:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return np.nan
+        if isinstance(v, float | np.floating) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+
+    if col.dtype == object and all(type(v) is str for v in col if v is not np.nan):
+        return col
+    return pd.Series([fmt(v) for v in col.tolist()], index=col.index, dtype=object, name=col.name)
+
+
+def frame_from_records(schema: FeatureSchema, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """JSON-like records (None for missing) to a frame with the training dtypes."""
+    columns: dict[str, Any] = {}
+    for f in schema.features:
+        raw = [r.get(f.name) for r in records]
+        if isinstance(f, NumericFeature):
+            columns[f.name] = np.array([np.nan if v is None else v for v in raw], dtype="float64")
+        else:
+            columns[f.name] = np.array([np.nan if v is None else str(v) for v in raw], dtype=object)
+    return pd.DataFrame(columns)

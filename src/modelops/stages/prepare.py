@@ -1,0 +1,28 @@
+"""The raw table (params data.path) in; validated, typed train/test parquet and the schema out."""
+
+from __future__ import annotations
+
+from modelops import dataset, files, paths
+from modelops.params import load
+from modelops.schema import infer_and_validate
+from modelops.stages import run
+
+
+def main() -> None:
+    params = load()
+    source = params.data.path
+    raw = dataset.read_table(source)
+    schema, clean = infer_and_validate(raw, params.data, source)
+    train, test = dataset.split(clean, schema.target.name, params.data.test_size, params.base.seed)
+    files.write_with(paths.TRAIN, lambda tmp: train.to_parquet(tmp, index=False))
+    files.write_with(paths.TEST, lambda tmp: test.to_parquet(tmp, index=False))
+    files.write_bytes(paths.SCHEMA, schema.to_yaml(source).encode())
+    print(
+        f"prepare: {len(clean)} rows, {len(schema.features)} features "
+        f"({len(schema.numeric)} numeric, {len(schema.categorical)} categorical), "
+        f"classes {schema.target.classes} -> {len(train)} train / {len(test)} test"
+    )
+
+
+if __name__ == "__main__":
+    run(main)

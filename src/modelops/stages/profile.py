@@ -1,0 +1,28 @@
+"""Train split + fitted Pipeline + test split in; the frozen reference profile (models/profile.json) out."""
+
+from __future__ import annotations
+
+import joblib
+import pandas as pd
+
+from modelops import files, paths
+from modelops.card import load_card, verify_artifact
+from modelops.drift import build_profile
+from modelops.params import load
+from modelops.stages import run
+
+
+def main() -> None:
+    params = load()
+    card = load_card(paths.CARD)
+    verify_artifact(card, paths.MODEL)
+    schema = card.feature_schema
+    train, test = pd.read_parquet(paths.TRAIN), pd.read_parquet(paths.TEST)
+    proba = joblib.load(paths.MODEL).predict_proba(schema.to_model_frame(test))
+    profile = build_profile(schema, train, params.drift.n_bins, card.name, proba)
+    files.write_json(paths.PROFILE, profile)
+    print(f"profile: {len(profile['features'])} features over {len(train)} rows -> {paths.PROFILE}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,47 @@
+"""Prepared train split + schema + params in, the fitted Pipeline (model.joblib) and its card out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pyarrow.parquet as pq
+
+from modelops import files, paths
+from modelops.card import DataFingerprint, build_card, reference_sample, to_json
+from modelops.params import load
+from modelops.pipeline import build_pipeline
+from modelops.schema import FeatureSchema
+from modelops.stages import run
+
+
+def _fingerprint(path: Path | str, rows: int | None = None) -> DataFingerprint:
+    return DataFingerprint(path=str(path), md5=files.md5(path), rows=rows)
+
+
+def main() -> None:
+    params = load()
+    schema = FeatureSchema.from_yaml(paths.SCHEMA)
+    train = pd.read_parquet(paths.TRAIN)
+    pipeline = build_pipeline(params, schema)
+    pipeline.fit(schema.to_model_frame(train), schema.target_array(train))
+    files.write_with(paths.MODEL, lambda tmp: joblib.dump(pipeline, tmp))
+
+    reference = reference_sample(
+        pipeline, schema, train, params.train.reference_rows, params.base.seed
+    )
+    data = {
+        "raw": _fingerprint(params.data.path),
+        "train": _fingerprint(paths.TRAIN, len(train)),
+        "test": _fingerprint(paths.TEST, pq.read_metadata(paths.TEST).num_rows),
+    }
+    card = build_card(params, schema, pipeline, paths.MODEL, data, reference)
+    files.write_json(paths.CARD, to_json(card))
+    print(
+        f"train: {card.estimator} on {len(train)} rows -> {paths.MODEL} (sha256 {card.artifact.sha256[:12]})"
+    )
+
+
+if __name__ == "__main__":
+    run(main)
