@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from modelops.errors import DataIssue, DataValidationError
+from modelops.errors import WHOLE_TABLE, DataIssue, DataValidationError
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -19,14 +19,19 @@ def read_table(path: Path | str) -> pd.DataFrame:
     if kind is None:
         raise DataValidationError(
             str(path),
-            [DataIssue("*", f"unsupported file type {path.suffix!r} (use .csv or .parquet)", 0)],
+            [
+                DataIssue(
+                    WHOLE_TABLE, f"unsupported file type {path.suffix!r} (use .csv or .parquet)", 0
+                )
+            ],
         )
     if not path.is_file():
         raise DataValidationError(
-            str(path), [DataIssue("*", "file not found (did you `dvc add` or `dvc pull` it?)", 0)]
+            str(path),
+            [DataIssue(WHOLE_TABLE, "file not found (did you `dvc add` or `dvc pull` it?)", 0)],
         )
     if path.stat().st_size == 0:
-        raise DataValidationError(str(path), [DataIssue("*", "file is empty", 0)])
+        raise DataValidationError(str(path), [DataIssue(WHOLE_TABLE, "file is empty", 0)])
     try:
         if kind == "csv":
             return pd.read_csv(path, low_memory=False)
@@ -34,7 +39,7 @@ def read_table(path: Path | str) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataValidationError(
-            str(path), [DataIssue("*", f"cannot be read: {message}", 0)]
+            str(path), [DataIssue(WHOLE_TABLE, f"cannot be read: {message}", 0)]
         ) from None
 
 

@@ -28,6 +28,9 @@ class SchemaError(ModelopsError):
     """A feature declaration, or a schema stored in a card, is inconsistent."""
 
 
+WHOLE_TABLE = "*"  # DataIssue.column for a problem of the file or table, not of one column
+
+
 @dataclass(frozen=True)
 class DataIssue:
     """One problem found in a data frame: which column, what kind, how many rows, a few of them."""
@@ -39,9 +42,8 @@ class DataIssue:
     detail: str = ""
 
     def __str__(self) -> str:
-        text = f"column '{self.column}': {self.kind}"
-        if self.count:
-            text = f"column '{self.column}': {self.count} {self.kind}"
+        where = "" if self.column == WHOLE_TABLE else f"column '{self.column}': "
+        text = f"{where}{self.count} {self.kind}" if self.count else f"{where}{self.kind}"
         if self.detail:
             text += f" {self.detail}"
         if self.rows:

@@ -124,7 +124,7 @@ def parse(text: bytes | str, source: str = str(PARAMS_FILE)) -> Params:
     try:
         params = msgspec.yaml.decode(text, type=Params)
     except msgspec.ValidationError as exc:
-        raise ParamsError(f"{source}: {exc}") from None
+        raise ParamsError(f"{source}: {_name_feature(text, exc)}") from None
     except msgspec.DecodeError as exc:
         raise ParamsError(f"{source}: not valid YAML: {exc}") from None
     _check_features(params.data, source)
@@ -139,6 +139,19 @@ def load(path: Path | str = PARAMS_FILE) -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found (run from the repository root)") from None
     return parse(text, str(path))
+
+
+def _name_feature(text: bytes | str, exc: msgspec.ValidationError) -> str:
+    """msgspec reports a bad feature declaration as `features[...]`; find and name the feature."""
+    if "$.data.features[...]" not in str(exc):
+        return str(exc)
+    features = (msgspec.yaml.decode(text).get("data") or {}).get("features") or {}
+    for name, decl in features.items():
+        try:
+            msgspec.convert(decl, type=FeatureDecl)
+        except msgspec.ValidationError as inner:
+            return f"data.features.{name}: {inner}"
+    return str(exc)
 
 
 def _check_features(data: DataParams, source: str) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy.typing as npt
+import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -46,6 +50,20 @@ def build_pipeline(params: Params, schema: FeatureSchema) -> Pipeline:
         )
     features = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("features", features), ("model", build_estimator(params))])
+
+
+def fit(pipeline: Pipeline, frame: pd.DataFrame, y: npt.NDArray[Any]) -> Pipeline:
+    """Fit, then make prediction bit-reproducible.
+
+    A forest predicting with n_jobs > 1 adds the trees' probabilities in thread completion order,
+    so two identical calls can differ in the last bits; fitting in parallel is reproducible (each
+    tree has its own seed), so parallelism is kept for fitting and dropped for predicting.
+    """
+    pipeline.fit(frame, y)
+    model = pipeline.named_steps["model"]
+    if "n_jobs" in model.get_params():
+        model.set_params(n_jobs=1)
+    return pipeline
 
 
 def build_estimator(params: Params) -> ClassifierMixin:

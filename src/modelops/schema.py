@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from modelops.errors import DataIssue, DataValidationError, SchemaError
+from modelops.errors import WHOLE_TABLE, DataIssue, DataValidationError, SchemaError
 from modelops.params import DataParams, FeatureDecl
 
 SCHEMA_VERSION = 1
@@ -146,7 +146,7 @@ def infer_and_validate(
     schema with a clean frame (features typed for the model, then the target)."""
     issues: list[DataIssue] = []
     if len(raw) == 0:
-        raise DataValidationError(source, [DataIssue("*", "no data rows", 0)])
+        raise DataValidationError(source, [DataIssue(WHOLE_TABLE, "no data rows", 0)])
     raw = raw.reset_index(drop=True)
     raw.columns = [str(c) for c in raw.columns]
 
@@ -176,7 +176,9 @@ def infer_and_validate(
     if data.target in raw.columns:
         target, clean[data.target] = _check_target(raw[data.target], data, issues)
     if not features and not issues:
-        issues.append(DataIssue("*", "no feature columns left after data.drop and the target", 0))
+        issues.append(
+            DataIssue(WHOLE_TABLE, "no feature columns left after data.drop and the target", 0)
+        )
     if issues:
         raise DataValidationError(source, issues)
     assert target is not None
@@ -392,5 +394,8 @@ def frame_from_records(schema: FeatureSchema, records: Sequence[Mapping[str, Any
         if isinstance(f, NumericFeature):
             columns[f.name] = np.array([np.nan if v is None else v for v in raw], dtype="float64")
         else:
-            columns[f.name] = np.array([np.nan if v is None else str(v) for v in raw], dtype=object)
+            # An explicit object Series: from a bare object array pandas would infer its `str` dtype.
+            columns[f.name] = pd.Series(
+                [np.nan if v is None else str(v) for v in raw], dtype=object
+            )
     return pd.DataFrame(columns)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from modelops import files, paths
 from modelops.card import DataFingerprint, build_card, reference_sample, to_json
 from modelops.params import load
-from modelops.pipeline import build_pipeline
+from modelops.pipeline import build_pipeline, fit
 from modelops.schema import FeatureSchema
 from modelops.stages import run
 
@@ -25,7 +25,7 @@ def main() -> None:
     schema = FeatureSchema.from_yaml(paths.SCHEMA)
     train = pd.read_parquet(paths.TRAIN)
     pipeline = build_pipeline(params, schema)
-    pipeline.fit(schema.to_model_frame(train), schema.target_array(train))
+    fit(pipeline, schema.to_model_frame(train), schema.target_array(train))
     files.write_with(paths.MODEL, lambda tmp: joblib.dump(pipeline, tmp))
 
     reference = reference_sample(
