@@ -116,7 +116,7 @@ def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.6g}"
     if isinstance(value, list | dict):
         return msgspec.json.encode(value).decode()
     return str(value)
@@ -137,8 +137,8 @@ def _event_line(e: registry.Event) -> list[object]:
         "assign": "assigned",
         "unassign": "unassigned",
     }[e.action]
-    rollback = "rollback" if "Modelops-Operation: rollback" in e.message else ""
-    return [e.date, e.version or e.commit[:8], what, e.stage or "", e.tag, rollback]
+    note = "rollback" if registry.is_rollback(e) else ""
+    return [e.date, e.version or e.commit[:8], what, e.stage or "", e.tag, note]
 
 
 def _registry_list(args: argparse.Namespace) -> int:
@@ -261,7 +261,7 @@ def _registry_rollback(args: argparse.Namespace) -> int:
 def _delta(a: object, b: object) -> object:
     if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
         d = b - a
-        return f"{d:+.4f}" if isinstance(d, float) else f"{d:+d}"
+        return f"{d:+.6g}" if isinstance(d, float) else f"{d:+d}"
     return "" if a == b else "changed"
 
 

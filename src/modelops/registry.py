@@ -539,13 +539,17 @@ def rollback(stage: str, repo: Path | str = Path(".")) -> Transition:
     return _transition(repo, registry, stage, target, holder, note, "rollback")
 
 
+def is_rollback(event: Event) -> bool:
+    return bool(_ROLLBACK_RE.search(event.message))
+
+
 def holder_stack(events: Sequence[Event], stage: str) -> list[str]:
     """The versions that held `stage`, oldest first, with rolled-back tenures removed (pure)."""
     stack: list[str] = []
     for e in events:
         if e.stage != stage or e.action != "assign" or e.version is None:
             continue
-        if _ROLLBACK_RE.search(e.message) and stack:
+        if is_rollback(e) and stack:
             stack.pop()
         if not stack or stack[-1] != e.version:
             stack.append(e.version)
