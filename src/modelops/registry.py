@@ -21,15 +21,17 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from gto.constants import name_re, tag_re
 
-from modelops import bundle, files, paths
+from modelops import files, paths
 from modelops import params as params_mod
-from modelops.card import load_card, verify_artifact
 from modelops.errors import ArtifactIntegrityError, RegistryError
+
+if TYPE_CHECKING:
+    from modelops.bundle import Manifest
 
 Action = Literal["register", "deregister", "assign", "unassign"]
 Bump = Literal["major", "minor", "patch"]
@@ -559,12 +561,17 @@ def holder_stack(events: Sequence[Event], stage: str) -> list[str]:
 # ------------------------------------------------------------------------------------ bundles
 
 
-def materialise(ref: str, out: Path, repo: Path = Path(".")) -> bundle.Manifest:
+def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
     """Write the bundle of the version `ref` names into `out`, verified against its commit.
 
     model.joblib comes from the DVC cache or remote; its md5 must equal the one in the tagged
     commit's dvc.lock and its sha256 the one in the card. `out` is replaced only when all is well.
     """
+    # Imported here: the card pulls in scikit-learn and pandas, seconds of start-up that `list`,
+    # `show` and the other registry commands do not need.
+    from modelops import bundle
+    from modelops.card import load_card, verify_artifact
+
     repo, out = Path(repo), Path(out)
     registry = read(repo)
     v = resolve(registry, ref)
@@ -579,7 +586,7 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> bundle.Manifest:
             )
     card_b, profile_b, metrics_b, lock_b = (b or b"" for b in blobs)
     lock_md5 = _model_md5(_parse_lock(lock_b, v.tag), v.tag)
-    _check_bundle_target(out)
+    _check_bundle_target(out, bundle.MANIFEST)
 
     with files.atomic_dir(out) as tmp:
         (tmp / bundle.CARD).write_bytes(card_b)
@@ -1005,12 +1012,12 @@ def _write_tags(repo: Path, registry: Registry, writes: Sequence[tuple[str, str,
         raise RegistryError(f"no tag was written: {exc}; run again") from None
 
 
-def _check_bundle_target(out: Path) -> None:
+def _check_bundle_target(out: Path, manifest_name: str) -> None:
     if out.exists() and not out.is_dir():
         raise RegistryError(
             f"{out} exists and is not a directory; choose a directory for the bundle"
         )
-    if out.is_dir() and any(out.iterdir()) and not (out / bundle.MANIFEST).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / manifest_name).is_file():
         raise RegistryError(
             f"refusing to replace {out}: it holds files and is not a bundle; "
             "choose a new or empty directory"

@@ -248,9 +248,12 @@ def test_rollbacks_step_back_through_every_earlier_holder(
 def test_promote_refuses_a_version_gto_deregistered(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    registry.promote("v1.0.0", "prod", repo)
     run("gto", "deprecate", NAME, "v1.0.0", cwd=repo)  # GTO's own deregistration tag
     reg = registry.read(repo)
     assert [v.version for v in reg.versions if v.deregistered] == ["v1.0.0"]
+    assert reg.stages == {}  # a deregistered version holds nothing, for gto as for us
+    assert_agrees_with_gto(repo)
     before = tags(repo)
     code, _, err = modelops(repo, capsys, "promote", "v1.0.0", "--stage", "prod")
     assert code == 1 and "deregistered" in err and "register a new version" in err
