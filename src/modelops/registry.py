@@ -604,8 +604,9 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
         if got != lock_md5:
             raise ArtifactIntegrityError(
                 f"{v.tag}: {paths.MODEL} fetched from DVC storage has md5 {got}, but dvc.lock at "
-                f"{v.commit[:8]} records {lock_md5}; the cache or remote copy is corrupt. "
-                "Remove it (`dvc gc` or delete the file) and fetch again from a good remote."
+                f"{v.commit[:8]} records {lock_md5}; the stored copy is corrupt. Delete "
+                f"files/md5/{lock_md5[:2]}/{lock_md5[2:]} from the DVC cache (`dvc cache dir` "
+                "shows where) and run `dvc pull`, or reproduce it at that commit with `dvc repro`"
             )
         verify_artifact(card, model)
         manifest = bundle.write_manifest(tmp, v.name, v.version, v.commit, list(v.stages))
