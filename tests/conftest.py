@@ -1,38 +1,102 @@
-"""Fixtures shared by every tier: a clean environment for git/DVC subprocesses, small params, a
-trained workspace in a temporary directory."""
+"""Fixtures shared by the test tiers: a hermetic environment for git and DVC subprocesses, small
+params, a trained workspace, and a small reproduced copy of this repository."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = str(Path(sys.executable).parent)
-
-# Subprocesses (git, dvc, stage commands) must see the venv's python first and a git identity.
-os.environ["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
-os.environ.setdefault("GIT_AUTHOR_NAME", "modelops tests")
-os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@modelops.local")
-os.environ.setdefault("GIT_COMMITTER_NAME", "modelops tests")
-os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@modelops.local")
-os.environ["DVC_NO_ANALYTICS"] = "1"
-os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
-
-SMALL_ROWS = 3000
+ROOT = REPO = Path(__file__).resolve().parents[1]
+SMALL_ROWS = 3000  # enough rows for every stage's checks, few enough for a quick `dvc repro`
 
 
-def repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+def tool_env(**extra: str) -> dict[str, str]:
+    """os.environ for git/DVC/stage subprocesses: this venv's tools first, a fixed git identity,
+    no user or system git config, one OpenMP thread (the test machine is shared)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="Test Author",
+        GIT_AUTHOR_EMAIL="author@example.com",
+        GIT_COMMITTER_NAME="Test Committer",
+        GIT_COMMITTER_EMAIL="committer@example.com",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        OMP_NUM_THREADS="1",
+        DVC_NO_ANALYTICS="1",
+    )
+    env.update(extra)
+    return env
 
 
-def write_params(directory: Path, **overrides: dict) -> dict:
+@pytest.fixture
+def tool_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The same environment for code under test that spawns git or DVC in-process."""
+    for key, value in tool_env().items():
+        monkeypatch.setenv(key, value)
+    yield
+
+
+def run(
+    *args: str | Path, cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env or tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def edit_file(path: Path, old: str, new: str) -> None:
+    """Replace exactly one occurrence of `old`, so a test never edits something it did not mean to."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{path}: expected one '{old}'"
+    path.write_text(text.replace(old, new))
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def fresh_clone(dest: Path) -> Path:
+    """This repository's committed files in a new git repository at `dest`: what a fresh clone
+    holds (no DVC cache, no DVC-tracked outputs)."""
+    listed = run("git", "ls-files", "-z", cwd=ROOT).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    run("git", "init", "-q", "-b", "main", cwd=dest)
+    run("git", "add", "-A", cwd=dest)
+    run("git", "commit", "-q", "-m", "a fresh clone of the repository", cwd=dest)
+    return dest
+
+
+def repo_params() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def write_params(directory: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
     """The repository's params.yaml with section overrides merged in, written to `directory`."""
     params = repo_params()
     for section, values in overrides.items():
@@ -41,13 +105,16 @@ def write_params(directory: Path, **overrides: dict) -> dict:
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's tracked files in a fresh git repo, `dvc repro` run on SMALL_ROWS rows and
+    the result committed on `main`. Copy it (copy_repo) before changing anything."""
+    repo = fresh_clone(tmp_path_factory.mktemp("reproduced") / "repo")
+    edit_file(repo / "params.yaml", "n_rows: 30000", f"n_rows: {SMALL_ROWS}")
+    run("dvc", "repro", "-q", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", "reproduce the pipeline on a small table", cwd=repo)
+    return repo
 
 
 @pytest.fixture
@@ -58,9 +125,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _run_stages(names: list[str]) -> None:
-    import importlib
-
+def run_stages(names: list[str]) -> None:
+    """Run stages' main() in-process, in the current directory."""
     for name in names:
         importlib.import_module(f"modelops.stages.{name}").main()
 
@@ -73,7 +139,7 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = Path.cwd()
     os.chdir(directory)
     try:
-        _run_stages(["generate", "prepare", "train", "evaluate", "profile"])
+        run_stages(["generate", "prepare", "train", "evaluate", "profile"])
     finally:
         os.chdir(cwd)
     return directory
@@ -81,26 +147,4 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def stage_runner() -> Callable[[list[str]], None]:
-    return _run_stages
-
-
-def copy_repo(dest: Path) -> Path:
-    """The repository's committed files copied into a fresh git repository at `dest`: what a fresh
-    clone holds (no DVC cache, no DVC-tracked outputs)."""
-    files = run(["git", "ls-files", "-z"], cwd=REPO).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if not src.is_file():
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
-    run(["git", "init", "-q", "-b", "main"], cwd=dest)
-    run(["git", "add", "-A"], cwd=dest)
-    run(["git", "commit", "-qm", "copy of the repository"], cwd=dest)
-    return dest
-
-
-@pytest.fixture
-def git_repo_copy(tmp_path: Path) -> Path:
-    return copy_repo(tmp_path / "repo")
+    return run_stages

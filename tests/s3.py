@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+
+from tests.conftest import tool_env
 
 # Credentials the moto server accepts; they live only in the environment of the processes started
 # by the tests, never in a committed config.
@@ -67,7 +68,7 @@ def moto_server(log_dir: Path) -> Iterator[S3Server]:
                         f"moto_server did not start; see {log_dir / 'moto_server.log'}"
                     ) from None
                 time.sleep(0.2)
-        env = {**os.environ, **CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
+        env = tool_env(**CREDENTIALS, AWS_DEFAULT_REGION="us-east-1")
         yield S3Server(endpoint=endpoint, env=env)
     finally:
         proc.terminate()

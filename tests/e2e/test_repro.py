@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from modelops import files, paths
-from tests.conftest import SMALL_ROWS, copy_repo, run, write_params
+from tests.conftest import SMALL_ROWS, fresh_clone, run, write_params
 
 STAGES = ["generate", "prepare", "train", "evaluate", "profile"]
 
 
 def dvc(repo: Path, *args: str, check: bool = True) -> str:
-    proc = run(["dvc", *args], cwd=repo, check=check)
+    proc = run("dvc", *args, cwd=repo, check=check)
     return proc.stdout + proc.stderr
 
 
@@ -32,13 +32,13 @@ def lock_hashes(repo: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("clone") / "repo")
+    repo = fresh_clone(tmp_path_factory.mktemp("clone") / "repo")
     write_params(repo, generate={"n_rows": SMALL_ROWS})
     out = dvc(repo, "repro")
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out
-    run(["git", "add", "-A"], cwd=repo)
-    run(["git", "commit", "-qm", "reproduce on small data"], cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "reproduce on small data", cwd=repo)
     return repo
 
 
@@ -72,7 +72,7 @@ def test_second_repro_does_nothing_and_status_is_clean(repo: Path) -> None:
     assert "Running stage" not in out
     assert "Data and pipelines are up to date." in out
     assert "Data and pipelines are up to date." in dvc(repo, "status")
-    assert run(["git", "status", "--porcelain"], cwd=repo).stdout == ""
+    assert run("git", "status", "--porcelain", cwd=repo).stdout == ""
 
 
 def test_forced_repro_twice_gives_identical_outputs_and_predictions(repo: Path) -> None:
@@ -88,14 +88,14 @@ def test_forced_repro_twice_gives_identical_outputs_and_predictions(repo: Path) 
         )
     assert runs[0] == runs[1]
     # and identical to the committed run: nothing in the pipeline depends on time or chance
-    assert run(["git", "status", "--porcelain"], cwd=repo).stdout == ""
+    assert run("git", "status", "--porcelain", cwd=repo).stdout == ""
 
 
 def test_a_params_typo_fails_repro_naming_the_key(repo: Path) -> None:
     original = (repo / "params.yaml").read_text()
     try:
         (repo / "params.yaml").write_text(original.replace("learning_rate:", "learnig_rate:"))
-        proc = run(["dvc", "repro"], cwd=repo, check=False)
+        proc = run("dvc", "repro", cwd=repo, check=False)
         assert proc.returncode != 0
         assert (
             "unknown field `learnig_rate` - at `$.train.hist_gradient_boosting`"
@@ -116,8 +116,8 @@ def test_experiment_with_a_changed_param_shows_in_exp_show_and_metrics_diff(repo
     assert "train.hist_gradient_boosting.learning_rate" in params_diff and "0.05" in params_diff
 
 
-def test_bring_your_own_multiclass_file_with_dvc_add(git_repo_copy: Path) -> None:
-    repo = git_repo_copy
+def test_bring_your_own_multiclass_file_with_dvc_add(tmp_path: Path) -> None:
+    repo = fresh_clone(tmp_path / "repo")
     rng = np.random.default_rng(4)
     n = 1200
     usage = rng.gamma(2.0, 10.0, n)

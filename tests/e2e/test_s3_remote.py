@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modelops import files, paths
-from tests.conftest import SMALL_ROWS, copy_repo, run, write_params
+from tests.conftest import copy_repo, run
 from tests.s3 import S3Server, moto_server
 
 BUCKET = "modelops-artifacts"
@@ -24,16 +24,16 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def pushed_repo(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Path:
+def pushed_repo(
+    tmp_path_factory: pytest.TempPathFactory, reproduced_repo: Path, s3: S3Server
+) -> Path:
     """A reproduced repository whose S3 remote holds every DVC-tracked output."""
-    repo = copy_repo(tmp_path_factory.mktemp("s3") / "repo")
-    write_params(repo, generate={"n_rows": SMALL_ROWS})
-    run(["dvc", "repro"], cwd=repo)
-    run(["dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/dvcstore"], cwd=repo)
-    run(["dvc", "remote", "modify", "storage", "endpointurl", s3.endpoint], cwd=repo)
-    run(["git", "add", "-A"], cwd=repo)
-    run(["git", "commit", "-qm", "reproduce; S3 remote"], cwd=repo)
-    out = run(["dvc", "push"], cwd=repo, env=s3.env)
+    repo = copy_repo(reproduced_repo, tmp_path_factory.mktemp("s3") / "repo")
+    run("dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/dvcstore", cwd=repo)
+    run("dvc", "remote", "modify", "storage", "endpointurl", s3.endpoint, cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "reproduce; S3 remote", cwd=repo)
+    out = run("dvc", "push", cwd=repo, env=s3.env)
     assert "pushed" in out.stdout + out.stderr
     return repo
 
@@ -74,20 +74,20 @@ def test_push_then_pull_into_an_empty_cache_restores_every_file(
     shutil.rmtree(repo / ".dvc" / "cache")
     for path in expected:
         (repo / path).unlink()
-    run(["dvc", "pull"], cwd=repo, env=s3.env)
+    run("dvc", "pull", cwd=repo, env=s3.env)
 
     for path, md5 in expected.items():
         assert files.md5(repo / path) == md5, path
-    assert "Data and pipelines are up to date." in run(["dvc", "status"], cwd=repo).stdout
+    assert "Data and pipelines are up to date." in run("dvc", "status", cwd=repo).stdout
 
 
 def test_a_fresh_clone_pulls_the_model_from_s3(
     pushed_repo: Path, s3: S3Server, tmp_path: Path
 ) -> None:
     clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(pushed_repo), str(clone)], cwd=tmp_path)
+    run("git", "clone", "-q", str(pushed_repo), str(clone), cwd=tmp_path)
     assert not (clone / paths.MODEL).exists()
-    run(["dvc", "pull", str(paths.MODEL)], cwd=clone, env=s3.env)
+    run("dvc", "pull", str(paths.MODEL), cwd=clone, env=s3.env)
     assert (
         files.sha256(clone / paths.MODEL)
         == files.read_json(clone / paths.CARD)["artifact"]["sha256"]
@@ -98,10 +98,10 @@ def test_pull_without_credentials_fails_and_says_so(
     pushed_repo: Path, s3: S3Server, tmp_path: Path
 ) -> None:
     clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(pushed_repo), str(clone)], cwd=tmp_path)
-    env = {k: v for k, v in s3.env.items() if not k.startswith("AWS_")}
+    run("git", "clone", "-q", str(pushed_repo), str(clone), cwd=tmp_path)
+    env = {k: v for k, v in s3.env.items() if not k.startswith("AWS_")}  # no credentials at all
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
     env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
-    proc = run(["dvc", "pull", str(paths.MODEL)], cwd=clone, env=env, check=False)
+    proc = run("dvc", "pull", str(paths.MODEL), cwd=clone, env=env, check=False)
     assert proc.returncode != 0
     assert not (clone / paths.MODEL).exists()

@@ -1,0 +1,441 @@
+"""The registry end to end: real git repos, real `dvc repro`, real `gto` and `dvc artifacts get`.
+
+One module-scoped repository holds two reproduced, registered commits (churn@v1.0.0 and
+churn@v1.1.0, which differ in max_iter); every test works on its own copy of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelops import bundle, cli, registry
+from modelops.errors import ArtifactIntegrityError, RegistryError
+from tests.conftest import copy_repo, edit_file, run
+
+pytestmark = pytest.mark.usefixtures("tool_environ")
+
+NAME = "churn"
+
+
+@dataclass(frozen=True)
+class Template:
+    repo: Path
+    first: str  # commit of churn@v1.0.0
+    second: str  # commit of churn@v1.1.0
+
+
+@pytest.fixture(scope="module")
+def template(reproduced_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Template:
+    repo = copy_repo(reproduced_repo, tmp_path_factory.mktemp("registry") / "repo")
+    # Through the console script, as a user would.
+    run("modelops", "registry", "register", cwd=repo)
+    first = head(repo)
+    edit_file(repo / "params.yaml", "max_iter: 250", "max_iter: 120")
+    run("dvc", "repro", "-q", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", "fewer boosting iterations", cwd=repo)
+    run("modelops", "registry", "register", cwd=repo)
+    return Template(repo=repo, first=first, second=head(repo))
+
+
+@pytest.fixture
+def repo(template: Template, tmp_path: Path) -> Path:
+    return copy_repo(template.repo, tmp_path / "repo")
+
+
+def head(repo: Path) -> str:
+    return run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def tags(repo: Path) -> set[str]:
+    return set(run("git", "tag", "--list", cwd=repo).stdout.split())
+
+
+def modelops(repo: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(["registry", *args, "--repo", str(repo)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lock_md5(repo: Path, rev: str) -> str:
+    lock = yaml.safe_load(run("git", "show", f"{rev}:dvc.lock", cwd=repo).stdout)
+    (md5,) = [
+        o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/model.joblib"
+    ]
+    return str(md5)
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def gto_view(repo: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """What `gto show` says: stage -> version, and version -> the stages it holds."""
+    overview = json.loads(run("gto", "show", "--json", cwd=repo).stdout)
+    versions = json.loads(run("gto", "show", NAME, "--json", cwd=repo).stdout)
+    return (
+        overview[NAME]["stage"],
+        {v["version"]: sorted(s["stage"] for s in v["stages"] if s["is_active"]) for v in versions},
+    )
+
+
+def dvc_artifact_md5(repo: Path, stage: str, dest: Path) -> str:
+    run("dvc", "artifacts", "get", ".", NAME, "--stage", stage, "-o", dest, cwd=repo)
+    return md5(dest / "model.joblib")
+
+
+def assert_agrees_with_gto(repo: Path) -> None:
+    ours = registry.read(repo)
+    gto_stages, gto_versions = gto_view(repo)
+    assert gto_stages == ours.stages
+    assert gto_versions == {
+        v.version: sorted(v.stages) for v in ours.versions if not v.deregistered
+    }
+
+
+# ------------------------------------------------------------------------------ register
+
+
+def test_register_tags_head_with_gto_versions(template: Template) -> None:
+    reg = registry.read(template.repo)
+    assert [(v.version, v.commit) for v in reg.versions] == [
+        ("v1.1.0", template.second),
+        ("v1.0.0", template.first),
+    ]
+    # Annotated tags in GTO's grammar, and gto reads them as the same versions.
+    assert run("git", "cat-file", "-t", "churn@v1.0.0", cwd=template.repo).stdout.strip() == "tag"
+    assert_agrees_with_gto(template.repo)
+
+
+def test_register_refuses_a_dirty_tree(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run("git", "commit", "-q", "--allow-empty", "-m", "nothing new", cwd=repo)
+    (repo / "notes.txt").write_text("an untracked file\n")
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1
+    assert "working tree is not clean" in err and "notes.txt" in err and "commit or stash" in err
+    assert tags(repo) == before
+
+
+def test_register_refuses_a_lock_that_does_not_match_params(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_file(repo / "params.yaml", "max_iter: 120", "max_iter: 90")
+    run("git", "commit", "-q", "-am", "change params without reproducing", cwd=repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1
+    assert "dvc.lock does not match" in err and "params.yaml" in err and "dvc repro" in err
+    assert tags(repo) == before
+
+
+def test_register_refuses_a_commit_without_metrics(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("git", "rm", "-q", "metrics/metrics.json", cwd=repo)
+    run("git", "commit", "-q", "-m", "drop metrics", cwd=repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1
+    assert "metrics/metrics.json is not committed" in err and "dvc repro" in err
+    assert not any(t.startswith("churn@v1.2") for t in tags(repo))
+
+
+def test_register_refuses_an_already_registered_commit_and_an_existing_tag(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "already churn@v1.1.0" in err
+
+    run("git", "commit", "-q", "--allow-empty", "-m", "docs only", cwd=repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register", "--version", "v1.0.0")
+    assert code == 1 and "churn@v1.0.0 already exists" in err
+    code, _, err = modelops(repo, capsys, "register", "--version", "1.2")
+    assert code == 1 and "vMAJOR.MINOR.PATCH" in err
+    assert tags(repo) == before
+
+
+def test_register_bumps_the_part_asked_for(repo: Path) -> None:
+    run("git", "commit", "-q", "--allow-empty", "-m", "docs only", cwd=repo)
+    v = registry.register(repo, bump="patch", message="same model, new docs")
+    assert (v.version, v.commit, v.message) == ("v1.1.1", head(repo), "same model, new docs")
+    run("git", "commit", "-q", "--allow-empty", "-m", "more docs", cwd=repo)
+    assert registry.register(repo).version == "v1.2.0"  # inputs unchanged: minor by default
+
+
+# ---------------------------------------------------------------- promote and rollback
+
+
+def test_promote_rollback_keep_history_and_agree_with_gto_and_dvc(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1_md5, v2_md5 = lock_md5(repo, template.first), lock_md5(repo, template.second)
+    assert v1_md5 != v2_md5
+
+    assert modelops(repo, capsys, "promote", "v1.0.0", "--stage", "prod")[0] == 0
+    assert modelops(repo, capsys, "promote", "churn@v1.1.0", "--stage", "prod")[0] == 0
+    assert registry.read(repo).stages == {"prod": "v1.1.0"}
+    assert_agrees_with_gto(repo)
+    assert dvc_artifact_md5(repo, "prod", tmp_path / "got-v2") == v2_md5
+
+    code, out, _ = modelops(repo, capsys, "rollback", "--stage", "prod")
+    assert code == 0 and "v1.0.0 now holds prod (was v1.1.0)" in out
+    assert registry.read(repo).stages == {"prod": "v1.0.0"}
+    assert_agrees_with_gto(repo)
+    assert dvc_artifact_md5(repo, "prod", tmp_path / "got-v1") == v1_md5
+
+    # Stage tags are never deleted: every change is a new tag.
+    assert {t for t in tags(repo) if t.startswith("churn#")} == {
+        "churn#prod#1",
+        "churn#prod!#2",
+        "churn#prod#3",
+        "churn#prod!#4",
+        "churn#prod#5",
+    }
+
+    listed = json.loads(modelops(repo, capsys, "list", "--json")[1])
+    assert listed["stages"] == {"prod": "v1.0.0"}
+    assert [(e["action"], e["version"], e["stage"]) for e in listed["events"]] == [
+        ("register", "v1.0.0", None),
+        ("register", "v1.1.0", None),
+        ("assign", "v1.0.0", "prod"),
+        ("unassign", "v1.0.0", "prod"),
+        ("assign", "v1.1.0", "prod"),
+        ("unassign", "v1.1.0", "prod"),
+        ("assign", "v1.0.0", "prod"),
+    ]
+    times = [e["time"] for e in listed["events"]]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+    code, text, _ = modelops(repo, capsys, "list")
+    assert code == 0
+    lines = text.splitlines()
+    v1_row = next(line for line in lines if line.startswith("v1.0.0"))
+    v2_row = next(line for line in lines if line.startswith("v1.1.0"))
+    assert (
+        " prod " in v1_row and template.first[:8] in v1_row and "hist_gradient_boosting" in v1_row
+    )
+    assert " prod " not in v2_row
+    history = text[text.index("history") :]
+    assert history.count("churn#prod") == 5 and "rollback" in history
+
+
+def test_rollbacks_step_back_through_every_earlier_holder(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("git", "commit", "-q", "--allow-empty", "-m", "docs only", cwd=repo)
+    registry.register(repo)  # v1.2.0
+    for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
+        registry.promote(version, "prod", repo)
+
+    assert registry.rollback("prod", repo).version == "v1.1.0"
+    assert registry.rollback("prod", repo).version == "v1.0.0"
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "rollback", "--stage", "prod")
+    assert code == 1 and "nothing to roll back to" in err
+    assert tags(repo) == before
+    assert_agrees_with_gto(repo)
+
+
+def test_promote_refuses_a_version_gto_deregistered(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    run("gto", "deprecate", NAME, "v1.0.0", cwd=repo)  # GTO's own deregistration tag
+    reg = registry.read(repo)
+    assert [v.version for v in reg.versions if v.deregistered] == ["v1.0.0"]
+    assert reg.stages == {}  # a deregistered version holds nothing, for gto as for us
+    assert_agrees_with_gto(repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "promote", "v1.0.0", "--stage", "prod")
+    assert code == 1 and "deregistered" in err and "register a new version" in err
+    assert tags(repo) == before
+    assert "deregistered" in modelops(repo, capsys, "list")[1]
+
+
+@pytest.mark.parametrize(
+    ("ref", "stage", "message"),
+    [
+        ("v9.9.9", "prod", "no version 'v9.9.9'"),
+        ("staging", "prod", "no version of churn holds stage 'staging'"),
+        ("other@v1.0.0", "prod", "names another model"),
+        ("v1.0.0", "pr od", "not a valid stage name"),
+        ("v1.0.0", "prod!", "not a valid stage name"),
+        ("v1.0.0", "latest", "not a valid stage name"),
+    ],
+)
+def test_promote_bad_input_is_an_error_that_writes_nothing(
+    repo: Path, capsys: pytest.CaptureFixture[str], ref: str, stage: str, message: str
+) -> None:
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "promote", ref, "--stage", stage)
+    assert code == 1 and message in err
+    assert tags(repo) == before
+
+
+def test_promote_is_all_or_nothing_when_a_tag_name_is_taken(repo: Path) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    # The name the next assignment would get is taken (a lightweight tag: no registry event, but
+    # the ref exists), as when another writer races us: neither of our two tags may appear.
+    run("git", "tag", "churn#prod#3", "HEAD", cwd=repo)
+    before = tags(repo)
+    with pytest.raises(RegistryError, match=r"churn#prod#3 already exists"):
+        registry.promote("v1.1.0", "prod", repo)
+    assert tags(repo) == before
+    # The transaction itself refuses as a whole, even past the pre-check.
+    reg = registry.read(repo)
+    with pytest.raises(RegistryError, match="no tag was written"):
+        registry._write_tags(
+            repo,
+            reg,
+            [("churn#prod!#4", head(repo), "first"), ("churn#prod#3", head(repo), "taken")],
+        )
+    assert tags(repo) == before
+
+
+# --------------------------------------------------------------------------- show / diff
+
+
+def test_show_a_stage_gives_the_lineage_of_its_version(
+    repo: Path, template: Template, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.1.0", "prod", repo)
+    code, out, _ = modelops(repo, capsys, "show", "prod", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    at = template.second
+    assert shown["version"]["version"] == "v1.1.0" and shown["version"]["commit"] == at
+    assert shown["card"] == json.loads(
+        run("git", "show", f"{at}:models/card.json", cwd=repo).stdout
+    )
+    assert shown["metrics"] == json.loads(
+        run("git", "show", f"{at}:metrics/metrics.json", cwd=repo).stdout
+    )
+    assert shown["params"]["train"]["hist_gradient_boosting"]["max_iter"] == 120
+    assert shown["lock"]["train"]["outs"]["models/model.joblib"] == lock_md5(repo, at)
+    assert (
+        shown["card"]["data"]["raw"]["md5"]
+        == shown["lock"]["prepare"]["deps"]["data/raw/customers.parquet"]
+    )
+    assert [e["tag"] for e in shown["history"]] == ["churn@v1.1.0", "churn#prod#1"]
+
+    code, text, _ = modelops(repo, capsys, "show", "prod")
+    assert code == 0
+    for fact in (at, shown["card"]["artifact"]["sha256"], "train.hist_gradient_boosting.max_iter"):
+        assert fact in text
+
+
+def test_diff_puts_metrics_params_and_data_side_by_side(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = registry.diff("v1.0.0", "v1.1.0", repo)
+    assert [(r.key, r.a, r.b) for r in d.params] == [
+        ("train.hist_gradient_boosting.max_iter", 250, 120)
+    ]
+    assert {r.key for r in d.metrics} >= {"roc_auc", "log_loss", "accuracy"}
+    rows = {r.key: r for r in d.data}
+    assert rows["data.raw"].a == rows["data.raw"].b  # same data, different model
+    assert rows["artifact.sha256"].a != rows["artifact.sha256"].b
+
+    code, text, _ = modelops(repo, capsys, "diff", "v1.0.0", "v1.1.0")
+    assert code == 0 and "1 differ" in text and "max_iter" in text and "roc_auc" in text
+
+
+# -------------------------------------------------------------------------------- bundle
+
+
+def test_bundle_is_verified_against_the_card_and_the_commits_lock(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    out = tmp_path / "bundle"
+    code, text, _ = modelops(repo, capsys, "bundle", "prod", "--out", str(out))
+    assert code == 0 and "verified" in text
+
+    manifest, card = bundle.verify_bundle(out)
+    assert (manifest.name, manifest.version, manifest.commit, manifest.stages) == (
+        NAME,
+        "v1.0.0",
+        template.first,
+        ["prod"],
+    )
+    assert md5(out / "model.joblib") == lock_md5(repo, template.first) == card.artifact.md5
+    for name, path in (("card.json", "models/card.json"), ("metrics.json", "metrics/metrics.json")):
+        committed = run("git", "show", f"{template.first}:{path}", cwd=repo).stdout
+        assert (out / name).read_text() == committed
+    assert sorted(p.name for p in out.iterdir()) == sorted([bundle.MANIFEST, *bundle.CONTENTS])
+    assert all(os.access(p, os.R_OK) for p in out.iterdir())
+
+    # A model file modified after bundling is refused by the loader's check.
+    with (out / "model.joblib").open("ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(ArtifactIntegrityError, match="does not match the manifest"):
+        bundle.verify_bundle(out)
+
+
+def test_bundle_rejects_a_tampered_model_in_the_cache_and_writes_nothing(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = lock_md5(repo, template.first)
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]
+    cached.chmod(0o644)
+    with cached.open("ab") as f:
+        f.write(b"tampered")
+    out = tmp_path / "bundle"
+    code, _, err = modelops(repo, capsys, "bundle", "v1.0.0", "--out", str(out))
+    assert code == 1 and f"records {digest}" in err and "corrupt" in err
+    assert not out.exists()
+
+
+def test_bundle_fetches_from_the_remote_when_the_cache_lacks_the_model(
+    repo: Path, template: Template, tmp_path: Path
+) -> None:
+    # The remote is added after the version was registered, as teams often do: the version's
+    # commit does not know it, the working tree does.
+    remote = tmp_path / "remote"
+    run("dvc", "remote", "add", "-d", "storage", remote, cwd=repo)
+    run("git", "commit", "-q", "-am", "add a DVC remote", cwd=repo)
+    run("dvc", "push", "-q", cwd=repo)
+    digest = lock_md5(repo, template.second)
+    (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
+
+    manifest = registry.materialise("v1.1.0", tmp_path / "bundle", repo)
+    assert manifest.version == "v1.1.0"
+    assert md5(tmp_path / "bundle" / "model.joblib") == digest
+
+
+def test_bundle_of_a_model_in_no_cache_or_remote_says_how_to_get_it(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = lock_md5(repo, template.first)
+    (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
+    out = tmp_path / "bundle"
+    code, _, err = modelops(repo, capsys, "bundle", "v1.0.0", "--out", str(out))
+    assert code == 1 and "not in the local DVC cache" in err and "dvc push" in err
+    assert not out.exists()
+
+
+def test_bundle_refuses_to_replace_a_directory_that_is_not_a_bundle(
+    repo: Path, tmp_path: Path
+) -> None:
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "important.txt").write_text("keep me\n")
+    with pytest.raises(RegistryError, match="is not a bundle"):
+        registry.materialise("v1.0.0", keep, repo)
+    assert (keep / "important.txt").read_text() == "keep me\n"
+
+
+def test_the_console_script_reports_errors_on_stderr_with_status_1(repo: Path) -> None:
+    proc = run("modelops", "registry", "show", "v7.0.0", "--repo", repo, cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: churn has no version 'v7.0.0'")
