@@ -18,6 +18,10 @@ import yaml
 ROOT = REPO = Path(__file__).resolve().parents[1]
 SMALL_ROWS = 3000  # enough rows for every stage's checks, few enough for a quick `dvc repro`
 
+# In-process training shares two cores with the tests' other processes: OpenMP worker threads that
+# spin-wait for a busy core made one 1,500-row fit take minutes. One thread, set before sklearn loads.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 
 def tool_env(**extra: str) -> dict[str, str]:
     """os.environ for git/DVC/stage subprocesses: this venv's tools first, a fixed git identity,
