@@ -57,6 +57,7 @@ import pandas as pd
 from scipy.special import chdtrc
 
 from modelops.errors import SchemaError
+from modelops.params import DriftParams
 from modelops.schema import FeatureSchema, NumericFeature
 
 PROFILE_SCHEMA_VERSION = 1
@@ -355,6 +356,10 @@ class Thresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     alpha: float = 0.01
     min_rows: int = 300
 
+    @classmethod
+    def from_params(cls, params: DriftParams) -> Thresholds:
+        return cls(params.moderate, params.significant, params.alpha, params.min_rows)
+
     def __post_init__(self) -> None:
         if not 0 < self.moderate < self.significant:
             raise ValueError(
@@ -603,6 +608,40 @@ def distribution_rows(profile: FeatureProfile, current: IntArray) -> list[dict[s
         rows.append({"bin": label, "sample": "reference", "share": r / n})
         rows.append({"bin": label, "sample": "current", "share": c / m})
     return rows
+
+
+def format_report(report: DriftReport) -> str:
+    """The report as a fixed-width table a person reads in a terminal or a cron mail."""
+    t = report.thresholds
+    sha = (report.model.sha256 or "unknown")[:12]
+    where = f" of {report.source.path}" if report.source else ""
+    lines = [
+        f"drift check: {report.rows} rows{where} against {report.model.name} "
+        f"(sha256 {sha}, {report.reference_rows} reference rows)",
+        f"moderate PSI >= {t.moderate:g}, significant >= {t.significant:g}, "
+        f"each at p < {t.alpha:g} shared by all parts; nothing judged below {t.min_rows} rows",
+        "",
+        f"{'feature':<22} {'kind':<11} {'rows':>7} {'psi':>8} {'p-value':>9} "
+        f"{'missing':>9} {'unseen':>7}  status",
+    ]
+    parts = [*report.features.items()]
+    parts.extend((f"prediction {cls}", d) for cls, d in report.predictions.items())
+    for name, d in parts:
+        value = "-" if d.psi is None else f"{d.psi:.4f}"
+        p_value = "-" if d.p_value is None else f"{d.p_value:.1e}"
+        missing = "-" if d.missing_rate_change is None else f"{d.missing_rate_change:+.1%}"
+        unseen = "" if d.unseen_share is None else f"{d.unseen_share:.1%}"
+        lines.append(
+            f"{name:<22} {d.kind:<11} {d.rows:>7} {value:>8} {p_value:>9} {missing:>9} "
+            f"{unseen:>7}  {d.status}"
+        )
+    flagged = report.flagged()
+    summary = f" ({', '.join(flagged)})" if flagged else ""
+    lines += ["", f"overall: {report.status}{summary}"]
+    if report.source and len(report.source.served_versions) > 1:
+        versions = ", ".join(f"{v}: {n}" for v, n in report.source.served_versions.items())
+        lines.append(f"note: the log mixes model versions ({versions})")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- live sliding window
