@@ -618,8 +618,9 @@ def format_report(report: DriftReport) -> str:
     lines = [
         f"drift check: {report.rows} rows{where} against {report.model.name} "
         f"(sha256 {sha}, {report.reference_rows} reference rows)",
-        f"moderate PSI >= {t.moderate:g}, significant >= {t.significant:g}, "
-        f"each at p < {t.alpha:g} shared by all parts; nothing judged below {t.min_rows} rows",
+        f"moderate: PSI >= {t.moderate:g}, significant: PSI >= {t.significant:g}, either only if "
+        f"unlikely by chance (false-alarm rate {t.alpha:g} per check); under {t.min_rows} rows: "
+        "not judged",
         "",
         f"{'feature':<22} {'kind':<11} {'rows':>7} {'psi':>8} {'p-value':>9} "
         f"{'missing':>9} {'unseen':>7}  status",
