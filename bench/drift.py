@@ -1,12 +1,14 @@
 """Streaming drift counts vs a naive pandas baseline on 1M and 10M rows x 13 features; prints ratios.
 
-    python bench/drift.py                      # 1M and 10M rows (needs about 1.5 GB in $TMPDIR)
+    python bench/drift.py                      # 1M and 10M rows (about 0.7 GB in $TMPDIR at once)
     python bench/drift.py --rows 200000 2000000
+    python bench/drift.py --skip-files         # only the live-window part
 
 Each (size, method) runs in its own child process, so peak resident memory is that method's alone.
 "ours" is `modelops.incoming.tally` (pyarrow batches, dictionary-encoded categories, numpy bins);
 "naive" is `pd.read_parquet` + `pd.cut` + `value_counts`, the way drift is usually computed in a
-notebook. Both must produce identical counts, or the bench fails.
+notebook. Both must produce identical counts, or the bench fails. Last, the server's LiveWindow:
+its cost per one-row request against re-checking the whole window on every request.
 """
 
 from __future__ import annotations
@@ -142,17 +144,51 @@ def measure(path: Path, profile_path: Path, repeat: int) -> dict[str, dict[str, 
     return best
 
 
+def live_window(profile: drift.Profile, seed: int, window: int = 5000) -> None:
+    """Per-request cost of the server's LiveWindow vs re-checking the whole window each time."""
+    frame = _chunk(np.random.default_rng(seed), 3 * window)
+    sub = frame.astype(object)
+    rows = sub.where(sub.notna(), None).to_dict(orient="records")
+    live = drift.LiveWindow(profile, window=window, min_rows=300)
+    live.observe(rows[:window])
+    requests = rows[window:]
+    start = time.perf_counter()
+    for row in requests:
+        live.observe([row])
+    observe_us = (time.perf_counter() - start) / len(requests) * 1e6
+    start = time.perf_counter()
+    for _ in range(100):
+        live.snapshot()
+    snapshot_us = (time.perf_counter() - start) / 100 * 1e6
+    # Without a ring buffer: keep the last `window` rows and count them again on each request.
+    recent = frame.iloc[: window - 1]
+    start = time.perf_counter()
+    n = 50
+    for i in range(n):
+        recent = pd.concat([recent.iloc[1:], frame.iloc[[window + i]]])
+        drift.check_frame(profile, recent)
+    recount_us = (time.perf_counter() - start) / n * 1e6
+    print(f"\nlive window of {window} rows, {len(profile.features)} features, one row per request:")
+    print(f"  observe: {observe_us:,.1f} us/request; snapshot (per scrape): {snapshot_us:,.0f} us")
+    print(f"  recount of the window per request (baseline): {recount_us:,.0f} us/request")
+    print(f"  ratio: observe is {recount_us / observe_us:,.0f}x cheaper than recounting")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time)")
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "PARQUET", "PROFILE"))
+    parser.add_argument("--skip-files", action="store_true", help="only the live-window part")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
         return
 
+    if args.skip_files:
+        live_window(make_profile(args.seed), args.seed)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="modelops-bench-drift-"))
     try:
         need = max(args.rows) * BYTES_PER_ROW
@@ -197,6 +233,7 @@ def main() -> None:
             for method in ("ours", "naive"):
                 growth = results[hi, method]["peak_mb"] / results[lo, method]["peak_mb"]
                 print(f"  peak memory {hi // lo}x more rows: {method} x{growth:.2f}")
+        live_window(make_profile(args.seed), args.seed)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

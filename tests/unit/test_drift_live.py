@@ -159,3 +159,7 @@ def test_window_refuses_misaligned_probabilities_and_bad_sizes(
         live.observe([{}, {}], [{"1": 0.5}])
     with pytest.raises(ValueError, match="min_rows 500 exceeds the window of 100 rows"):
         drift.LiveWindow(profile, window=100, min_rows=500)
+    live.observe([{"age": 40}])
+    with pytest.raises(ValueError, match="'age': 'forty' is not a number"):
+        live.observe([{"age": 41}, {"age": "forty"}])
+    assert live.rows == 1  # a refused request leaves the window as it was
