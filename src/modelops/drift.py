@@ -22,10 +22,10 @@ unless the caller passes another. Smoothed proportions are not renormalised.
 degrees of freedom (Yurdakul 2018), N and M the reference and current row counts and B the number
 of bins the reference populates (at least 2, so the degrees of freedom are at least 1). Small
 samples have large PSI by chance alone: 10 equal bins, N = 10 000, M = 100 give PSI > 0.1 about a
-third of the time. The approximation runs hot in the far tail for small M (10 bins, M = 200: p < 0.001
-happens twice as often as it should; M = 1 000: 1.1 times), which is why nothing is judged below
-`min_rows` = 300 rows by default: from there on, a check of an unchanged population raises an alarm
-less often than `alpha`.
+third of the time. The approximation runs hot in the far tail for small M (simulated with 10 equal
+bins and N = 24 000: at M = 200, p < 0.001 happens twice as often as it should; at M = 1 000, 1.1
+times), which is why nothing is judged below `min_rows` = 300 rows by default: from there on, a
+check of an unchanged population raises an alarm less often than `alpha`.
 
 **Status.** Per feature, with thresholds `moderate` < `significant` and false-alarm rate `alpha`:
 
@@ -655,7 +655,8 @@ class LiveWindow:
     numbers, so evicting the oldest row is a decrement, never a recount. `snapshot()` returns a
     `DriftReport` over the rows in the window (PSI, p-value and status per feature and per scored
     class); while a part has fewer than `min_rows` rows it is `insufficient_data` with no numbers.
-    Thread-safe: observe and snapshot hold one lock for a few array operations.
+    Thread-safe: observe holds one lock while it moves the counts of its rows (a few integer
+    updates per feature and row; bins are computed before the lock), snapshot while it copies them.
 
         window = LiveWindow(Profile.decode(path.read_bytes()), window=5000, min_rows=500)
         window.observe([{"age": 41, "contract": "one_year", ...}], [{"0": 0.8, "1": 0.2}])
