@@ -26,6 +26,7 @@ class BaseParams(_Params, frozen=True, forbid_unknown_fields=True):
 
 class GenerateParams(_Params, frozen=True, forbid_unknown_fields=True):
     n_rows: Annotated[int, msgspec.Meta(ge=1000, le=5_000_000)] = 30_000
+    scenario_rows: Annotated[int, msgspec.Meta(ge=100, le=1_000_000)] = 5000  # per drift scenario
 
 
 class FeatureDecl(_Params, frozen=True, forbid_unknown_fields=True):
@@ -106,7 +107,27 @@ class EvaluateParams(_Params, frozen=True, forbid_unknown_fields=True):
 
 
 class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
+    """The reference profile's resolution, what the drift stage reads, and when drift counts."""
+
     n_bins: Annotated[int, msgspec.Meta(ge=2, le=100)] = 10
+    incoming: str = "data/scenarios/no_drift.parquet"  # a file, or a directory of batches
+    moderate: Annotated[float, msgspec.Meta(gt=0)] = 0.1
+    significant: Annotated[float, msgspec.Meta(gt=0)] = 0.25
+    alpha: Fraction = 0.01
+    min_rows: Annotated[int, msgspec.Meta(ge=1)] = 300
+    window: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 5000  # the server's live window
+
+    def __post_init__(self) -> None:
+        # msgspec reports these as validation errors at `$.drift`, like any out-of-range key.
+        if self.moderate >= self.significant:
+            raise ValueError(
+                f"drift.moderate ({self.moderate}) must be below drift.significant "
+                f"({self.significant})"
+            )
+        if self.min_rows > self.window:
+            raise ValueError(
+                f"drift.min_rows ({self.min_rows}) must not exceed drift.window ({self.window})"
+            )
 
 
 class Params(_Params, frozen=True, forbid_unknown_fields=True):

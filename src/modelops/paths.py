@@ -13,7 +13,8 @@ PREPARED_DIR = DATA / "prepared"
 TRAIN = PREPARED_DIR / "train.parquet"
 TEST = PREPARED_DIR / "test.parquet"
 SCHEMA = PREPARED_DIR / "schema.yaml"
-INCOMING = DATA / "incoming"
+SCENARIOS = DATA / "scenarios"  # generate's demo drift batches, one <scenario>.parquet each
+INCOMING = DATA / "incoming"  # the prediction log's home; point params drift.incoming here
 
 MODELS = Path("models")
 MODEL = MODELS / "model.joblib"
@@ -29,3 +30,8 @@ CALIBRATION_PLOTS = PLOTS / "calibration"
 CONFUSION_PLOT = PLOTS / "confusion.json"
 IMPORTANCE_PLOT = PLOTS / "importance.json"
 DRIFT = METRICS_DIR / "drift.json"
+DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
+
+
+def scenario_path(name: str) -> Path:
+    return SCENARIOS / f"{name}.parquet"

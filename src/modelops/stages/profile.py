@@ -19,9 +19,11 @@ def main() -> None:
     schema = card.feature_schema
     train, test = pd.read_parquet(paths.TRAIN), pd.read_parquet(paths.TEST)
     proba = joblib.load(paths.MODEL).predict_proba(schema.to_model_frame(test))
-    profile = build_profile(schema, train, params.drift.n_bins, card.name, proba)
-    files.write_json(paths.PROFILE, profile)
-    print(f"profile: {len(profile['features'])} features over {len(train)} rows -> {paths.PROFILE}")
+    profile = build_profile(
+        schema, train, params.drift.n_bins, card.name, proba, model_sha256=card.artifact.sha256
+    )
+    files.write_json(paths.PROFILE, profile.to_dict())
+    print(f"profile: {len(profile.features)} features over {len(train)} rows -> {paths.PROFILE}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""The frozen profile + the model + incoming rows (params drift.incoming) in; metrics/drift.json and
+per-feature reference-vs-current distributions (metrics/drift_plots/) out.
+
+Rows that carry logged probabilities (prediction-log segments) are judged on those; other rows
+(parquet, CSV) are scored with the verified model, so prediction drift is always reported.
+"""
+
+from __future__ import annotations
+
+import re
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from modelops import files, incoming, paths
+from modelops.card import load_card, verify_artifact
+from modelops.drift import Profile, Thresholds, format_report, scored_classes
+from modelops.errors import SchemaError
+from modelops.params import load
+from modelops.stages import run
+
+
+def main() -> None:
+    params = load()
+    profile = Profile.decode(paths.PROFILE.read_bytes(), str(paths.PROFILE))
+    card = load_card(paths.CARD)
+    if profile.model_sha256 not in (None, card.artifact.sha256):
+        raise SchemaError(
+            f"{paths.PROFILE} belongs to model sha256 {profile.model_sha256[:12]}, but "
+            f"{paths.CARD} describes {card.artifact.sha256[:12]}; re-run `dvc repro profile`"
+        )
+    if list(profile.features) != card.feature_schema.names:
+        raise SchemaError(f"{paths.PROFILE} profiles other features than {paths.CARD} declares")
+    verify_artifact(card, paths.MODEL)
+    pipeline = joblib.load(paths.MODEL)
+    columns = {str(c): card.classes.index(c) for c in scored_classes(card.feature_schema)}
+
+    def score(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        proba = pipeline.predict_proba(frame)
+        return {cls: proba[:, i] for cls, i in columns.items()}
+
+    counts, source = incoming.tally(params.drift.incoming, profile, scorer=score)
+    report = counts.report(Thresholds.from_params(params.drift)).with_source(source)
+
+    with files.atomic_dir(paths.DRIFT_PLOTS) as plots:
+        for name, rows in counts.distributions().items():
+            files.write_json(plots / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.json", rows)
+    files.write_json(paths.DRIFT, report.to_dict())
+    print(format_report(report))
+
+
+if __name__ == "__main__":
+    run(main)
