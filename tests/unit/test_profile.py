@@ -50,7 +50,7 @@ def test_profile_covers_every_feature_and_the_prediction() -> None:
     )
     schema, clean = infer_and_validate(raw, parse("data: {target: y, drop: []}").data, "t")
     proba = np.column_stack([1 - (p := rng.random(500)), p])
-    profile = drift.build_profile(schema, clean, 5, "churn", proba)
+    profile = drift.build_profile(schema, clean, 5, "churn", proba).to_dict()
     assert profile["schema_version"] == drift.PROFILE_SCHEMA_VERSION
     assert profile["rows"] == 500 and set(profile["features"]) == {"x", "c"}
     x = profile["features"]["x"]
