@@ -10,7 +10,6 @@ lists every problem by JSON path and never repeats the value that was sent.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -24,7 +23,10 @@ SOURCE = "request body"
 MAX_CATEGORY_CHARS = 200  # a category is a label, not a document; bounds logs and memory
 MAX_ISSUES = 50  # a request with thousands of bad rows gets the first fifty problems
 MAX_KEY_CHARS = 64  # unknown keys are named in paths, shortened
-FLOAT_LIMIT = sys.float_info.max  # unbounded numbers must still be finite float64
+# A number the schema leaves unbounded must still be below 2**53 in magnitude: every integer up to
+# there is exact in float64, so "exclusive of 2**53" means the same to a JSON Schema validator and
+# to the decoder (a bound like 1.8e308 is not: the integer just past it rounds onto it).
+UNBOUNDED = float(2**53)
 Row = tuple[Any, ...]
 
 
@@ -158,6 +160,8 @@ class Contract:
             ) from None
         except UnicodeDecodeError:
             raise DataValidationError(SOURCE, [DataIssue("$", "not valid UTF-8", 0)]) from None
+        except RecursionError:
+            raise DataValidationError(SOURCE, [DataIssue("$", "nested too deeply", 0)]) from None
         astuple = self._astuple
         return [astuple(instance) for instance in request.instances]  # type: ignore[attr-defined]
 
@@ -251,8 +255,8 @@ class Contract:
         issues: list[DataIssue] = []
         try:
             raw = msgspec.json.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            raw = None
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            raw = None  # the decoder's own message will have to do
         if isinstance(raw, dict):
             for key in raw:
                 if key != "instances":
@@ -300,14 +304,14 @@ class Contract:
 def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
     missing = "null when missing" if f.nullable else "never null"
     if isinstance(f, NumericFeature):
-        lo = f.min if f.min is not None else -FLOAT_LIMIT
-        hi = f.max if f.max is not None else FLOAT_LIMIT
         # Integer features take whole numbers written either way (49 or 49.0): a client's float
         # column with gaps sends 49.0, and it means 49.
         kind = "whole number" if f.dtype == "integer" else "number"
         meta = msgspec.Meta(
-            ge=lo,
-            le=hi,
+            ge=f.min,
+            le=f.max,
+            gt=-UNBOUNDED if f.min is None else None,
+            lt=UNBOUNDED if f.max is None else None,
             multiple_of=1 if f.dtype == "integer" else None,
             description=f"{kind}; {missing}",
         )
