@@ -307,14 +307,12 @@ def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
         # Integer features take whole numbers written either way (49 or 49.0): a client's float
         # column with gaps sends 49.0, and it means 49.
         kind = "whole number" if f.dtype == "integer" else "number"
-        meta = msgspec.Meta(
-            ge=f.min,
-            le=f.max,
-            gt=-UNBOUNDED if f.min is None else None,
-            lt=UNBOUNDED if f.max is None else None,
-            multiple_of=1 if f.dtype == "integer" else None,
-            description=f"{kind}; {missing}",
-        )
+        limits: dict[str, float] = {
+            **({"ge": f.min} if f.min is not None else {"gt": -UNBOUNDED}),
+            **({"le": f.max} if f.max is not None else {"lt": UNBOUNDED}),
+            **({"multiple_of": 1} if f.dtype == "integer" else {}),
+        }
+        meta = msgspec.Meta(**limits, description=f"{kind}; {missing}")  # type: ignore[call-overload]
         typ: Any = Annotated[float, meta]
     elif f.strict:
         typ = Annotated[
