@@ -289,6 +289,14 @@ class FastPath:
     def predict_proba(self, rows: Sequence[Row]) -> FloatArray:
         return self._estimator(self.transform(rows))
 
+    def numpy_only(self, n_rows: int) -> bool:
+        """Whether a batch of this size is computed in numpy alone, without calling into the
+        estimator (whose compiled code may start OpenMP or joblib threads)."""
+        est = self._estimator
+        if isinstance(est, _TreeEnsemble):
+            return n_rows <= TREE_WALK_MAX_ROWS
+        return isinstance(est, _Linear)
+
     def variants(self) -> list[tuple[str, Callable[[Sequence[Row]], FloatArray], bool]]:
         """Every way a batch may be computed: (name, function, whether it serves single rows), so
         `verify` can prove each one on the batch sizes it will see."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from modelops.errors import DataValidationError
@@ -33,7 +34,10 @@ GOOD: dict[str, Any] = {
 
 def decode(contract: Contract, body: Any) -> list[tuple[Any, ...]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return contract.decode(raw)
+    instances, rows = contract.decode(raw)
+    # The Structs encode back to what was sent: the prediction log writes them as `inputs`.
+    assert [json.loads(msgspec.json.encode(i)) for i in instances] == json.loads(raw)["instances"]
+    return rows
 
 
 def problems(contract: Contract, body: Any) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import pytest
 
 from modelops.cli import main
 from modelops.serve import config as serve_config
-from modelops.serve.predictor import Batcher
+from modelops.serve.predictor import Batcher, model_thread
 from modelops.serve.predlog import Answered, Dispatcher, PredictionLog
 
 NAMES = ("tenure", "region")
@@ -25,12 +25,14 @@ NAMES = ("tenure", "region")
 def answered(n: int, request_id: str = "r1", timestamp: float = 1_800_000_000.0) -> Answered:
     rows = [(float(i), None if i % 2 else "north") for i in range(n)]
     proba = np.array([[0.25, 0.75]] * n)
-    return Answered(timestamp, request_id, rows, proba, [1] * n)
+    instances = [dict(zip(NAMES, row, strict=True)) for row in rows]
+    outputs = [{"label": 1, "probabilities": {"0": 0.25, "1": 0.75}}] * n
+    return Answered(timestamp, request_id, rows, proba, [1] * n, instances, outputs)
 
 
 def make_log(directory: Path, **rotate: Any) -> PredictionLog:
     limits = {"rotate_rows": 1000, "rotate_bytes": 1 << 30, "rotate_seconds": 3600.0, **rotate}
-    return PredictionLog(directory, NAMES, {"name": "churn", "version": "v1"}, [0, 1], **limits)
+    return PredictionLog(directory, {"name": "churn", "version": "v1"}, **limits)
 
 
 def test_log_lines_have_the_agreed_shape(tmp_path: Path) -> None:
@@ -126,10 +128,15 @@ def test_dispatcher_refuses_work_when_its_queue_is_full() -> None:
 # --------------------------------------------------------------------------- micro-batching
 
 
+class InlineFastPath:
+    def numpy_only(self, n_rows: int) -> bool:
+        return True
+
+
 class CountingModel:
     """Stands in for LoadedModel: records each call's rows."""
 
-    fast = object()  # scored inline, like the fast path
+    fast = InlineFastPath()  # scored on the event loop, like the fast path's small batches
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -140,7 +147,7 @@ class CountingModel:
 
 
 def batcher(model: CountingModel, wait: float, max_rows: int = 256) -> Batcher:
-    return Batcher(model, max_rows, wait)  # type: ignore[arg-type]
+    return Batcher(model, max_rows, wait, model_thread())  # type: ignore[arg-type]
 
 
 def test_a_lone_request_is_scored_without_waiting() -> None:

@@ -148,8 +148,9 @@ class Contract:
             if isinstance(f, CategoricalFeature) and not f.strict
         ]
 
-    def decode(self, body: bytes) -> list[Row]:
-        """Rows in schema order (None for missing), or DataValidationError listing the problems."""
+    def decode(self, body: bytes) -> tuple[list[msgspec.Struct], list[Row]]:
+        """The instances (Structs that encode back to the same JSON objects) and their rows in
+        schema order (None for missing); or DataValidationError listing every problem."""
         try:
             request = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
@@ -162,8 +163,9 @@ class Contract:
             raise DataValidationError(SOURCE, [DataIssue("$", "not valid UTF-8", 0)]) from None
         except RecursionError:
             raise DataValidationError(SOURCE, [DataIssue("$", "nested too deeply", 0)]) from None
+        instances: list[msgspec.Struct] = request.instances  # type: ignore[attr-defined]
         astuple = self._astuple
-        return [astuple(instance) for instance in request.instances]  # type: ignore[attr-defined]
+        return instances, [astuple(instance) for instance in instances]
 
     def unseen_categories(self, rows: Sequence[Row]) -> dict[str, int]:
         """Per lenient categorical feature, how many rows carry a category training never saw."""

@@ -46,6 +46,16 @@ class Answered(NamedTuple):
     rows: list[tuple[Any, ...]]  # inputs in schema order
     proba: npt.NDArray[np.float64]
     labels: list[Any]
+    instances: Sequence[Any]  # each encodes to the row's `inputs` object (the request's Structs)
+    predictions: Sequence[Any]  # each encodes to the row's `output` object (the response's)
+
+
+class _Line(msgspec.Struct, frozen=True):
+    timestamp: str
+    request_id: str
+    model: dict[str, str]
+    inputs: Any
+    output: Any
 
 
 class Observer(Protocol):
@@ -66,9 +76,7 @@ class PredictionLog:
     def __init__(
         self,
         directory: Path | str,
-        features: Sequence[str],
         model: dict[str, str],
-        classes: Sequence[Any],
         rotate_rows: int,
         rotate_bytes: int,
         rotate_seconds: float,
@@ -77,9 +85,7 @@ class PredictionLog:
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._features = tuple(features)
         self._model = dict(model)
-        self._class_keys = [str(c) for c in classes]
         self._rotate_rows = rotate_rows
         self._rotate_bytes = rotate_bytes
         self._rotate_seconds = rotate_seconds
@@ -97,19 +103,12 @@ class PredictionLog:
         self._flushed = 0.0
 
     def observe(self, answered: Answered) -> None:
-        timestamp = iso_utc(answered.timestamp)
-        features, keys, model = self._features, self._class_keys, self._model
+        timestamp, request_id, model = iso_utc(answered.timestamp), answered.request_id, self._model
+        # The request's own Structs and the response's predictions encode straight to the line's
+        # `inputs` and `output`: no per-row dicts to build.
         lines = [
-            {
-                "timestamp": timestamp,
-                "request_id": answered.request_id,
-                "model": model,
-                "inputs": dict(zip(features, row, strict=True)),
-                "output": {"label": label, "probabilities": dict(zip(keys, p, strict=True))},
-            }
-            for row, label, p in zip(
-                answered.rows, answered.labels, answered.proba.tolist(), strict=True
-            )
+            _Line(timestamp, request_id, model, inputs, output)
+            for inputs, output in zip(answered.instances, answered.predictions, strict=True)
         ]
         data = self._encoder.encode_lines(lines)
         handle = self._file if self._file is not None else self._open(answered.timestamp)
