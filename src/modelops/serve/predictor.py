@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -129,8 +130,10 @@ class Batcher:
         wait_seconds: float,
         executor: ThreadPoolExecutor,
         on_batch: Any = None,
+        cores: threading.Lock | None = None,
     ) -> None:
         self._model = model
+        self._cores = cores or threading.Lock()
         self._max_rows = max_rows
         self._wait = wait_seconds
         self._on_batch = on_batch or (lambda n: None)
@@ -199,6 +202,12 @@ class Batcher:
                     await asyncio.wait_for(self._wake.wait(), remaining)
             await self._score(loop, batch, n)
 
+    def _on_cores(self, rows: Sequence[Row]) -> FloatArray:
+        # OpenMP workers wait for each other at every tree; background work landing on one of
+        # their cores stalls them all, so the prediction log writer takes this lock too.
+        with self._cores:
+            return self._model.predict_proba(rows)
+
     async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], n: int) -> None:
         rows = batch[0].rows if len(batch) == 1 else [r for item in batch for r in item.rows]
         self._on_batch(n)
@@ -207,7 +216,7 @@ class Batcher:
             if fast is not None and n <= INLINE_MAX_ROWS and fast.numpy_only(n):
                 proba = self._model.predict_proba(rows)
             else:
-                proba = await loop.run_in_executor(self._executor, self._model.predict_proba, rows)
+                proba = await loop.run_in_executor(self._executor, self._on_cores, rows)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
