@@ -42,7 +42,7 @@ def make_params(estimator: str, preprocess: dict[str, Any] | None = None, **data
             "preprocess": preprocess or {},
             "train": {
                 "estimator": estimator,
-                "hist_gradient_boosting": {"max_iter": 40, "min_samples_leaf": 20},
+                "hist_gradient_boosting": {"max_iter": 25, "min_samples_leaf": 20},
                 "random_forest": {"n_estimators": 15, "n_jobs": 1},
             },
         },
@@ -146,6 +146,9 @@ def test_verify_proves_every_variant_on_the_probe_rows(customers: pd.DataFrame) 
     assert len(probes) > 8 * 3
     assert fastpath.verify(fast, pipeline, schema, probes) <= TOL
     assert "HistGradientBoosting trees" in fast.description
+    # Small batches never call into the estimator's compiled code; large ones do.
+    assert fast.numpy_only(1) and fast.numpy_only(fastpath.TREE_WALK_MAX_ROWS)
+    assert not fast.numpy_only(fastpath.TREE_WALK_MAX_ROWS + 1)
 
 
 def test_verify_refuses_a_fast_path_that_drifted_from_the_pipeline(customers: pd.DataFrame) -> None:
