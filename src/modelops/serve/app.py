@@ -207,7 +207,7 @@ class Service:
             self.config.max_batch_rows,
             self.config.batch_wait_ms / 1000,
             executor,
-            on_batch=self.metrics.batch_rows.observe,
+            on_batch=self.metrics.observe_batch,
             cores=self.cores,
         )
         self.batcher.start()

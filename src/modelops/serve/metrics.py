@@ -118,6 +118,12 @@ class ServeMetrics:
             buckets=_SIZE_BUCKETS,
             registry=r,
         )
+        self.model_seconds = Histogram(
+            "modelops_model_call_duration_seconds",
+            "Time per model call (one micro-batch), queueing for the model thread included",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_info = Gauge(
             "modelops_model_info",
             "The model this process serves (always 1)",
@@ -171,6 +177,10 @@ class ServeMetrics:
         if latency is None:
             latency = self._latency[endpoint] = self.latency.labels(endpoint)
         latency.observe(seconds)
+
+    def observe_batch(self, rows: int, seconds: float) -> None:
+        self.batch_rows.observe(rows)
+        self.model_seconds.observe(seconds)
 
     def observe_invalid(self, issues: Iterable[DataIssue]) -> None:
         for field in {self._field_label(i.column) for i in issues}:

@@ -14,8 +14,9 @@ import contextlib
 import hashlib
 import io
 import threading
+import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,14 +130,14 @@ class Batcher:
         max_rows: int,
         wait_seconds: float,
         executor: ThreadPoolExecutor,
-        on_batch: Any = None,
+        on_batch: Callable[[int, float], None] | None = None,
         cores: threading.Lock | None = None,
     ) -> None:
         self._model = model
         self._cores = cores or threading.Lock()
         self._max_rows = max_rows
         self._wait = wait_seconds
-        self._on_batch = on_batch or (lambda n: None)
+        self._on_batch = on_batch or (lambda rows, seconds: None)
         self._pending: deque[_Pending] = deque()
         self._arriving = 0
         self._wake = asyncio.Event()
@@ -210,8 +211,8 @@ class Batcher:
 
     async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], n: int) -> None:
         rows = batch[0].rows if len(batch) == 1 else [r for item in batch for r in item.rows]
-        self._on_batch(n)
         fast = self._model.fast
+        started = time.perf_counter()
         try:
             if fast is not None and n <= INLINE_MAX_ROWS and fast.numpy_only(n):
                 proba = self._model.predict_proba(rows)
@@ -222,6 +223,7 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        self._on_batch(n, time.perf_counter() - started)
         start = 0
         for item in batch:
             stop = start + len(item.rows)
