@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,9 +147,6 @@ class Service:
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
         self.dispatcher: Dispatcher | None = None
-        # Taken by the model thread for large batches and by the prediction log writer, so the
-        # writer never competes with OpenMP for the two cores (it cost 1000-row requests ~20%).
-        self.cores = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
@@ -170,7 +166,6 @@ class Service:
             on_error=m.log_errors.inc,
             on_depth=m.log_queue.set,
             tick_seconds=min(1.0, self.config.log_rotate_seconds / 2),
-            cores=self.cores,
         )
         self.dispatcher.start()
         executor = model_thread()
@@ -208,7 +203,6 @@ class Service:
             self.config.batch_wait_ms / 1000,
             executor,
             on_batch=self.metrics.observe_batch,
-            cores=self.cores,
         )
         self.batcher.start()
         self.metrics.set_inference_path(

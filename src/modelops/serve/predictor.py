@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -131,10 +130,8 @@ class Batcher:
         wait_seconds: float,
         executor: ThreadPoolExecutor,
         on_batch: Callable[[int, float], None] | None = None,
-        cores: threading.Lock | None = None,
     ) -> None:
         self._model = model
-        self._cores = cores or threading.Lock()
         self._max_rows = max_rows
         self._wait = wait_seconds
         self._on_batch = on_batch or (lambda rows, seconds: None)
@@ -203,12 +200,6 @@ class Batcher:
                     await asyncio.wait_for(self._wake.wait(), remaining)
             await self._score(loop, batch, n)
 
-    def _on_cores(self, rows: Sequence[Row]) -> FloatArray:
-        # OpenMP workers wait for each other at every tree; background work landing on one of
-        # their cores stalls them all, so the prediction log writer takes this lock too.
-        with self._cores:
-            return self._model.predict_proba(rows)
-
     async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], n: int) -> None:
         rows = batch[0].rows if len(batch) == 1 else [r for item in batch for r in item.rows]
         fast = self._model.fast
@@ -217,7 +208,7 @@ class Batcher:
             if fast is not None and n <= INLINE_MAX_ROWS and fast.numpy_only(n):
                 proba = self._model.predict_proba(rows)
             else:
-                proba = await loop.run_in_executor(self._executor, self._on_cores, rows)
+                proba = await loop.run_in_executor(self._executor, self._model.predict_proba, rows)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():

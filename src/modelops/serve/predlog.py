@@ -195,15 +195,12 @@ class Dispatcher:
         on_error: Callable[[], None] = lambda: None,
         on_depth: Callable[[int], None] = lambda n: None,
         tick_seconds: float = 1.0,
-        cores: threading.Lock | None = None,
     ) -> None:
         self._observers = list(observers)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_batches)
         self._on_error = on_error
         self._on_depth = on_depth
         self._tick = tick_seconds
-        # Held while observers run: the model thread holds it while its compiled code has the cores.
-        self._cores = cores or threading.Lock()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
 
@@ -235,10 +232,9 @@ class Dispatcher:
                 item = None
             if item is _STOP:
                 break
-            with self._cores:
-                if item is not None:
-                    self._each("observe", item)
-                self._each("tick", time.time())
+            if item is not None:
+                self._each("observe", item)
+            self._each("tick", time.time())
             self._on_depth(self._queue.qsize())
         self._each("close")
         self._on_depth(0)
