@@ -262,36 +262,30 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print(f"model: {card.estimator}, {len(schema.features)} features; {len(test)} test rows")
 
-    # In-process references, measured before any server runs. OpenMP's spinning threads make
-    # sklearn's tree prediction erratic on a busy machine, so each reference is the better of the
-    # default thread count and one thread: the ratios below are against the faster of the two.
+    # In-process references. OpenMP's spinning threads make sklearn's tree prediction erratic on a
+    # busy machine, so each is the better of the default thread count and one thread; they are
+    # measured again in every round, between the server runs, so noise hits both sides alike.
     singles = [schema.to_model_frame(test.iloc[[i]]) for i in range(200)]
-    features = pipeline[:-1]
     batch = schema.to_model_frame(test.iloc[:1000])
-    inproc: dict[str, tuple[float, float]] = {}
-    for threads in (None, 1):
-        with threadpool_limits(limits=threads):
-            one = calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), seconds)
-            many = 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), seconds)
-        inproc["default threads" if threads is None else "1 thread"] = (one, many)
-    for name, (one, many) in inproc.items():
-        print(
-            f"in-process pipeline.predict_proba ({name}): {one:.1f} calls/s 1-row, {many:.0f} rows/s 1000-row"
-        )
-    inproc_1 = max(one for one, _ in inproc.values())
-    inproc_batch = max(many for _, many in inproc.values())
+
+    def in_process(duration: float) -> tuple[float, float]:
+        best_one = best_many = 0.0
+        for threads in (None, 1):
+            with threadpool_limits(limits=threads):
+                one = calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), duration)
+                many = 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), duration)
+            best_one, best_many = max(best_one, one), max(best_many, many)
+        return best_one, best_many
+
+    features = pipeline[:-1]
     transform_1 = calls_per_second(lambda n: features.transform(singles[n % 200]), seconds / 2)
     fast = fastpath.derive(pipeline, schema)
     rows = fastpath.rows_from_records(schema, recs[:200])
     fast_1 = calls_per_second(
         lambda n: fast.predict_proba(rows[n % 200 : n % 200 + 1]), seconds / 2
     )
-    print(
-        f"in-process pipeline.predict_proba, 1 row : {inproc_1:8.1f} calls/s "
-        f"({1000 / inproc_1:.2f} ms; its ColumnTransformer alone {1000 / transform_1:.2f} ms)"
-    )
-    print(f"in-process pipeline.predict_proba, 1000 rows: {inproc_batch:8.0f} rows/s")
-    print(f"in-process derived fast path, 1 row  : {fast_1:8.1f} calls/s ({1000 / fast_1:.3f} ms)")
+    print(f"in-process ColumnTransformer alone, 1 row: {1000 / transform_1:.2f} ms")
+    print(f"in-process derived fast path, 1 row: {1000 / fast_1:.3f} ms ({fast_1:.0f} calls/s)")
 
     bodies = [json.dumps({"instances": [r]}) for r in recs[:200]]
     one_row = lua_script(work, "one", "/v1/predict", bodies)
@@ -337,6 +331,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for url in (u_ours, u_nowait, u_fastapi, u_fastapi1):  # warm up every path once
             wrk(url + "/v1/predict", 4, 1, one_row)
         runs: dict[str, list[Load]] = {}
+        inproc_runs: list[tuple[float, float]] = []
         plan = [
             ("ours c=1", u_ours, 1, one_row),
             ("ours c=1, batch wait 0", u_nowait, 1, one_row),
@@ -349,19 +344,30 @@ def run(args: argparse.Namespace, work: Path) -> None:
             ("ours 1000-row requests c=1", u_ours, 1, thousand),
         ]
         for r in range(args.rounds):
+            inproc_runs.append(in_process(seconds / 2))
             for name, url, c, script in plan:
                 runs.setdefault(name, []).append(wrk(url + "/v1/predict", c, seconds, script))
             print(f"  round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.2f})")
 
     results = {name: median_load(r) for name, r in runs.items()}
+    inproc_1 = statistics.median(one for one, _ in inproc_runs)
+    inproc_batch = statistics.median(many for _, many in inproc_runs)
     print()
+    print(
+        f"in-process pipeline.predict_proba (better of default and 1 OpenMP thread, median): "
+        f"{inproc_1:.1f} calls/s 1-row ({1000 / inproc_1:.2f} ms), {inproc_batch:.0f} rows/s 1000-row"
+    )
     head = f"median of {args.rounds} runs of {seconds:g} s"
     print(f"{head:36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, load in results.items():
         print(f"{name:36} {load.rps:9.1f} {load.p50_ms:8.2f} {load.p99_ms:8.2f} {load.errors:7d}")
     batch_rows = 1000 * results["ours 1000-row requests c=1"].rps
     fastapi_c16 = max(results["fastapi c=16"].rps, results["fastapi c=16, OMP_NUM_THREADS=1"].rps)
-    c16 = results["ours c=16"].rps / fastapi_c16
+    # The baseline served fewer requests at c=16 than at c=1; the target is judged against the
+    # best rate it reached at any concurrency, the stricter reading.
+    fastapi_best = max(r.rps for name, r in results.items() if name.startswith("fastapi"))
+    c16_same = results["ours c=16"].rps / fastapi_c16
+    c16 = results["ours c=16"].rps / fastapi_best
     c1 = results["ours c=1"].rps / inproc_1
     rows_ratio = batch_rows / inproc_batch
     p99 = results["ours c=16"].p99_ms
@@ -369,8 +375,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print()
     print("ratios (target):")
     print(
-        f"  c=16 ours / fastapi+pydantic (better) {c16:6.1f}x  (>= {TARGETS['c16_vs_fastapi']}x; "
-        f"{results['ours c=16'].rps:.0f} vs {fastapi_c16:.0f} req/s)"
+        f"  c=16 ours / fastapi+pydantic best     {c16:6.1f}x  (>= {TARGETS['c16_vs_fastapi']}x; "
+        f"{results['ours c=16'].rps:.0f} vs {fastapi_best:.0f} req/s, its best at any c; "
+        f"{c16_same:.1f}x against its c=16 rate)"
     )
     print(
         f"  c=1  ours / in-process Pipeline 1-row {c1:6.1f}x  (>= {TARGETS['c1_vs_inprocess']}x; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,11 @@ from modelops.serve import logs
 SUFFIX = ".jsonl"
 OPEN_SUFFIX = ".open"
 FLUSH_SECONDS = 1.0
+# The writer thread runs at the lowest CPU priority: on two cores, its work for a 1000-row request
+# (~1 ms) otherwise lands on a core OpenMP is using for the next request, and those requests ran
+# ~20% slower than with no log at all; at niceness 19 they ran as fast as without it. If the
+# writer ever falls behind, the bounded queue turns that into 503s, not lost rows.
+WRITER_NICENESS = 19
 
 log = logging.getLogger(logs.SERVER)
 
@@ -181,6 +187,16 @@ def _fsync_dir(directory: Path) -> None:
 _STOP = object()
 
 
+def _lower_priority() -> None:
+    # On Linux a thread id names just that thread for setpriority; elsewhere it could name an
+    # unrelated process, so other systems keep the default priority.
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+        except OSError as exc:
+            log.warning("prediction log writer keeps its priority: %s", exc)
+
+
 class Dispatcher:
     """A thread behind a bounded queue that hands every answered batch to each observer, in order.
 
@@ -225,6 +241,7 @@ class Dispatcher:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             try:
                 item = self._queue.get(timeout=self._tick)
