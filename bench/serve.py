@@ -181,6 +181,24 @@ def wrk(url: str, connections: int, seconds: float, script: Path | None = None) 
     return Load(rps, p50, p99, errors)
 
 
+def scrape(url: str, *names: str) -> list[float]:
+    """Values of unlabelled series in the server's /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    out = []
+    for name in names:
+        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        out.append(float(m[1]) if m else 0.0)
+    return out
+
+
+BATCH_SERIES = (
+    "modelops_batch_wait_seconds_sum",
+    "modelops_batch_wait_seconds_count",
+    "modelops_model_batch_rows_sum",
+    "modelops_model_call_duration_seconds_sum",
+)
+
+
 def calls_per_second(fn: Callable[[int], object], seconds: float) -> float:
     fn(0)
     n, start = 0, time.perf_counter()
@@ -332,6 +350,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             wrk(url + "/v1/predict", 4, 1, one_row)
         runs: dict[str, list[Load]] = {}
         inproc_runs: list[tuple[float, float]] = []
+        batching: dict[str, list[float]] = {}  # per run of our default server: series deltas
         plan = [
             ("ours c=1", u_ours, 1, one_row),
             ("ours c=1, batch wait 0", u_nowait, 1, one_row),
@@ -346,7 +365,13 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for r in range(args.rounds):
             inproc_runs.append(in_process(seconds / 2))
             for name, url, c, script in plan:
+                before = scrape(url, *BATCH_SERIES) if url == u_ours else None
                 runs.setdefault(name, []).append(wrk(url + "/v1/predict", c, seconds, script))
+                if before is not None:
+                    after = scrape(url, *BATCH_SERIES)
+                    deltas = [b - a for a, b in zip(before, after, strict=True)]
+                    batching.setdefault(name, [0.0] * len(deltas))
+                    batching[name] = [x + d for x, d in zip(batching[name], deltas, strict=True)]
             print(f"  round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.2f})")
 
     results = {name: median_load(r) for name, r in runs.items()}
@@ -393,6 +418,13 @@ def run(args: argparse.Namespace, work: Path) -> None:
         f"wait vs {nowait.rps:.0f} req/s, p50 {nowait.p50_ms:.2f} ms with none "
         f"({(wait.rps - nowait.rps) / nowait.rps:+.1%} throughput with the wait)"
     )
+    for name, (wait_sum, calls, rows_sum, model_sum) in batching.items():
+        if calls:
+            print(
+                f"  {name}: {calls:.0f} model calls, {rows_sum / calls:.1f} rows each, "
+                f"waited {1e6 * wait_sum / calls:.1f} us for company, scored in "
+                f"{1e3 * model_sum / calls:.2f} ms (server side, all rounds)"
+            )
     c16_nowait = results["ours c=16, batch wait 0"]
     print(
         f"  micro-batch wait at c=16: {results['ours c=16'].rps:.0f} req/s with the default wait vs "

@@ -146,13 +146,21 @@ class CountingModel:
         return np.array([[r[0], 1 - r[0]] for r in rows])
 
 
-def batcher(model: CountingModel, wait: float, max_rows: int = 256) -> Batcher:
-    return Batcher(model, max_rows, wait, model_thread())  # type: ignore[arg-type]
+def batcher(
+    model: CountingModel, wait: float, max_rows: int = 256, seen: list[float] | None = None
+) -> Batcher:
+    def on_batch(rows: int, waited: float, scored: float) -> None:
+        if seen is not None:
+            seen.append(waited)
+
+    return Batcher(model, max_rows, wait, model_thread(), on_batch)  # type: ignore[arg-type]
 
 
 def test_a_lone_request_is_scored_without_waiting() -> None:
+    waited: list[float] = []
+
     async def run() -> np.ndarray:
-        b = batcher(CountingModel(), wait=3600.0)
+        b = batcher(CountingModel(), wait=3600.0, seen=waited)
         b.start()
         with b.arrival() as arrival:
             # Were the batcher to wait for company, this would take an hour.
@@ -161,6 +169,7 @@ def test_a_lone_request_is_scored_without_waiting() -> None:
         return result
 
     np.testing.assert_array_equal(asyncio.run(run()), [[0.5, 0.5]])
+    assert len(waited) == 1 and waited[0] < 3600.0 / 1000  # reported, and nowhere near the bound
 
 
 def test_requests_already_inside_the_handler_share_one_model_call() -> None:

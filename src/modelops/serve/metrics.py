@@ -124,6 +124,12 @@ class ServeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.batch_wait = Histogram(
+            "modelops_batch_wait_seconds",
+            "Time a micro-batch waited for concurrent requests before its model call",
+            buckets=(0.00001, 0.0001, *_LATENCY_BUCKETS),
+            registry=r,
+        )
         self.model_info = Gauge(
             "modelops_model_info",
             "The model this process serves (always 1)",
@@ -178,9 +184,10 @@ class ServeMetrics:
             latency = self._latency[endpoint] = self.latency.labels(endpoint)
         latency.observe(seconds)
 
-    def observe_batch(self, rows: int, seconds: float) -> None:
+    def observe_batch(self, rows: int, waited: float, scored: float) -> None:
         self.batch_rows.observe(rows)
-        self.model_seconds.observe(seconds)
+        self.batch_wait.observe(waited)
+        self.model_seconds.observe(scored)
 
     def observe_invalid(self, issues: Iterable[DataIssue]) -> None:
         for field in {self._field_label(i.column) for i in issues}:

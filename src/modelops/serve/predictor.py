@@ -10,7 +10,6 @@ the reason is kept for the logs, the metrics and GET /v1/model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import time
@@ -129,12 +128,13 @@ class Batcher:
         max_rows: int,
         wait_seconds: float,
         executor: ThreadPoolExecutor,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, float], None] | None = None,
     ) -> None:
         self._model = model
         self._max_rows = max_rows
         self._wait = wait_seconds
-        self._on_batch = on_batch or (lambda rows, seconds: None)
+        # Called per model call with (rows, seconds spent waiting for company, seconds scoring).
+        self._on_batch = on_batch or (lambda rows, waited, scored: None)
         self._pending: deque[_Pending] = deque()
         self._arriving = 0
         self._wake = asyncio.Event()
@@ -183,7 +183,8 @@ class Batcher:
                 await self._wake.wait()
             batch = [self._pending.popleft()]
             n = len(batch[0].rows)
-            deadline = loop.time() + self._wait
+            opened = loop.time()
+            deadline = opened + self._wait
             while True:
                 while self._pending and n + len(self._pending[0].rows) <= self._max_rows:
                     item = self._pending.popleft()
@@ -195,12 +196,17 @@ class Batcher:
                 if remaining <= 0:
                     break
                 self._wake.clear()
-                # On timeout, collect once more; then the deadline ends the wait.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), remaining)
-            await self._score(loop, batch, n)
+                # A timer that sets the same event, rather than asyncio.wait_for, which wraps the
+                # wait in a task on every call; on timeout, collect once more, then the deadline
+                # ends the wait.
+                timer = loop.call_later(remaining, self._wake.set)
+                await self._wake.wait()
+                timer.cancel()
+            await self._score(loop, batch, n, loop.time() - opened)
 
-    async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], n: int) -> None:
+    async def _score(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], n: int, waited: float
+    ) -> None:
         rows = batch[0].rows if len(batch) == 1 else [r for item in batch for r in item.rows]
         fast = self._model.fast
         started = time.perf_counter()
@@ -214,7 +220,7 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self._on_batch(n, time.perf_counter() - started)
+        self._on_batch(n, waited, time.perf_counter() - started)
         start = 0
         for item in batch:
             stop = start + len(item.rows)
