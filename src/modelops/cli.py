@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelops import __version__
-from modelops.errors import ModelopsError
+from modelops.errors import ModelopsError, RegistryError
 
 if TYPE_CHECKING:
     from modelops.serve.config import ServeConfig
@@ -83,7 +83,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         bundle_dir = args.bundle
         if args.ref is not None:
-            from modelops.registry import materialise  # type: ignore[attr-defined,unused-ignore]
+            try:
+                from modelops.registry import (  # type: ignore[attr-defined,unused-ignore]
+                    materialise,
+                )
+            except ImportError as exc:
+                raise RegistryError(f"--ref needs the registry module: {exc}") from None
 
             bundle_dir = args.bundle_dir
             if bundle_dir is None:
