@@ -35,10 +35,11 @@ from modelops.serve import logs
 SUFFIX = ".jsonl"
 OPEN_SUFFIX = ".open"
 FLUSH_SECONDS = 1.0
-# The writer thread runs at the lowest CPU priority: on two cores, its work for a 1000-row request
-# (~1 ms) otherwise lands on a core OpenMP is using for the next request, and those requests ran
-# ~20% slower than with no log at all; at niceness 19 they ran as fast as without it. If the
-# writer ever falls behind, the bounded queue turns that into 503s, not lost rows.
+# The writer thread runs at the lowest CPU priority, so it uses what the request path leaves. On two
+# cores, at the default priority its ~1 ms per 1000-row request competed with the next request's
+# OpenMP workers, and those requests ran ~20% slower than with no log at all; at niceness 19 they
+# ran as fast as without it (interleaved A/B runs). If the writer ever falls behind, the bounded
+# queue turns that into 503s, not lost rows.
 WRITER_NICENESS = 19
 
 log = logging.getLogger(logs.SERVER)
