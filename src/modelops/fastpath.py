@@ -1,7 +1,8 @@
 """A fitted Pipeline in; a pandas-free `predict_proba` derived from its fitted steps out, or why not.
 
 For one row, `pipeline.predict_proba` spends most of its time on DataFrame and ColumnTransformer
-bookkeeping, and a tree ensemble adds a thread-pool round trip per tree. `derive` reads the fitted
+bookkeeping, and sklearn's tree ensembles add an OpenMP region per tree (HistGradientBoosting) or
+a thread-pool round trip per call (random forests), whatever the batch size. `derive` reads the fitted
 attributes of every step (imputer statistics and missing indicators, scaler moments, one-hot
 categories and infrequent groups, then the estimator's coefficients or trees) and rebuilds the
 same arithmetic on plain numpy arrays. Nothing here knows a feature or a dataset: every number comes
