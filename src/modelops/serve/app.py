@@ -181,6 +181,7 @@ class Service:
                 await self.batcher.stop()
             executor.shutdown(wait=True)
             await asyncio.to_thread(self.dispatcher.close)
+            gc.unfreeze()  # an app embedded in a longer-lived process hands its objects back
             log.info("prediction log closed", extra={"fields": {"dir": self.config.log_dir}})
 
     async def _load(self, executor: ThreadPoolExecutor) -> None:
