@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from modelops import __version__, drift, incoming, params, paths, registry
 from modelops.errors import ModelopsError, SchemaError
+
+if TYPE_CHECKING:
+    from modelops.serve.config import ServeConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_registry_commands(commands)
     _add_drift(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -390,6 +397,92 @@ def _warn_if_stale(report: drift.DriftReport) -> None:
             f"is of {current[:12]}; run `dvc repro drift` for a current report",
             file=sys.stderr,
         )
+
+
+# --------------------------------------------------------------------------- serve
+# `modelops serve`: one verified model bundle behind the HTTP contract (src/modelops/serve/).
+# Server modules are imported when the command runs, so other commands start without them.
+
+
+def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from modelops.serve.config import FIELDS, HELP, ServeConfig, env_name, option_name
+
+    p = commands.add_parser(
+        "serve",
+        help="serve a model bundle over HTTP",
+        description="Serve one model bundle: POST /v1/predict, GET /v1/model, /health/live, "
+        "/health/ready, /metrics, OpenAPI at /schema. Every option defaults to its "
+        "environment variable, then to the value shown.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, metavar="DIR", help="a bundle directory")
+    source.add_argument(
+        "--ref", metavar="REF", help="a registry ref (e.g. prod, churn@v1.2.0), bundled first"
+    )
+    p.add_argument(
+        "--bundle-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --ref: where to write the bundle (default: a temporary directory, removed on exit)",
+    )
+    defaults = ServeConfig()
+    for name in FIELDS:
+        default = getattr(defaults, name)
+        text = f"{HELP[name]} (env {env_name(name)}, default {default})"
+        if isinstance(default, bool):
+            p.add_argument(
+                option_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            p.add_argument(option_name(name), type=type(default), default=None, help=text)
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from modelops.serve.config import FIELDS, ConfigInvalid, build
+
+    try:
+        config = build({name: getattr(args, name) for name in FIELDS}, os.environ)
+    except ConfigInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scratch: Path | None = None
+    try:
+        bundle_dir = args.bundle
+        if args.ref is not None:
+            bundle_dir = args.bundle_dir
+            if bundle_dir is None:
+                scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
+                bundle_dir = scratch / "bundle"
+            registry.materialise(args.ref, bundle_dir)
+        _run_server(bundle_dir, config)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _run_server(bundle_dir: Path, config: ServeConfig) -> None:
+    import uvicorn
+
+    from modelops.serve import logs
+    from modelops.serve.app import create_app
+
+    logs.configure(config.log_level)
+    app = create_app(bundle_dir, config)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_config=None,  # logs.configure made every logger, uvicorn's too, write JSON lines
+        access_log=False,  # the app writes its own access lines, with request id and model version
+        timeout_graceful_shutdown=config.graceful_timeout,
+        lifespan="on",
+        server_header=False,
+    )
+
+
+# --------------------------------------------------------------------------- end serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:

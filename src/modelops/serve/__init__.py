@@ -1,0 +1,1 @@
+"""The inference service: a verified bundle behind a schema-derived contract (see app.create_app)."""

@@ -1,0 +1,97 @@
+"""CLI options and MODELOPS_SERVE_* environment variables in; one validated ServeConfig out.
+
+Every field has an environment variable (`MODELOPS_SERVE_` + the field name in capitals) that sets
+its default, and a CLI option (`--` + the field name with dashes) that overrides it. An
+out-of-range value is an error naming the option or variable it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+
+from modelops import paths
+
+ENV_PREFIX = "MODELOPS_SERVE_"
+MiB = 1 << 20
+
+
+class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    # The contract: how many instances one request may carry, and how many bytes its body may have.
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * MiB)] = 4 * MiB
+    # Micro-batching: concurrent requests already being read are awaited this long at most, so
+    # they share one model call; a lone request never waits.
+    batch_wait_ms: Annotated[float, msgspec.Meta(ge=0, le=100)] = 2.0
+    max_batch_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    # The prediction log the drift stage reads.
+    log_dir: str = str(paths.INCOMING)
+    log_rotate_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    log_rotate_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * MiB
+    log_rotate_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    log_queue_batches: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    # SIGTERM: how long in-flight requests may take to finish before the server stops anyway.
+    graceful_timeout: Annotated[int, msgspec.Meta(ge=1)] = 30
+    access_log: bool = True
+    log_level: Annotated[str, msgspec.Meta(pattern="^(debug|info|warning|error)$")] = "info"
+
+
+FIELDS: tuple[str, ...] = ServeConfig.__struct_fields__
+
+HELP: dict[str, str] = {
+    "host": "interface to listen on",
+    "port": "TCP port to listen on",
+    "max_instances": "most instances one predict request may carry",
+    "max_body_bytes": "largest request body accepted (413 above it)",
+    "batch_wait_ms": "longest wait for concurrent requests to share a model call (0: never wait)",
+    "max_batch_rows": "most rows per micro-batched model call",
+    "log_dir": "directory of the prediction log segments the drift stage reads",
+    "log_rotate_rows": "rows per prediction log segment",
+    "log_rotate_bytes": "bytes per prediction log segment",
+    "log_rotate_seconds": "oldest a prediction log segment may get before it is closed",
+    "log_queue_batches": "answered requests that may wait for the log writer (503 beyond)",
+    "graceful_timeout": "seconds in-flight requests get to finish after SIGTERM",
+    "access_log": "write a JSON access line per request",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+class ConfigInvalid(ValueError):
+    """A server setting is out of range or of the wrong type; the message names where it came from."""
+
+
+def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig:
+    """Options given on the command line (None = not given) over environment variables over defaults."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    hints = msgspec.structs.fields(ServeConfig)
+    for f in hints:
+        given = options.get(f.name)
+        if given is not None:
+            values[f.name], source[f.name] = given, option_name(f.name)
+        elif (raw := environ.get(env_name(f.name))) is not None:
+            try:
+                # Environment values are text; lax conversion turns "8000" into 8000, "true" into True.
+                values[f.name] = msgspec.convert(raw, f.type, strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigInvalid(f"{env_name(f.name)}={raw!r}: {exc}") from None
+            source[f.name] = env_name(f.name)
+    try:
+        return msgspec.convert(values, ServeConfig)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.rsplit("$.", 1)[-1].rstrip("`") if "$." in text else ""
+        where = source.get(field, field or "config")
+        raise ConfigInvalid(f"{where}: {text.split(' - at ')[0]}") from None

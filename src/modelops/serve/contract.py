@@ -1,0 +1,371 @@
+"""The card's feature schema in; the request/response Structs, the request decoder and the OpenAPI
+document out. No feature is spelled here: every field comes from the schema at startup.
+
+An instance is an object with exactly the schema's features: numbers within the schema's limits
+(whole numbers for integer features), categories as text (only the known ones where the feature is
+strict), null only where the feature is nullable. A bad request becomes a DataValidationError that
+lists every problem by JSON path and never repeats the value that was sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from modelops.card import Artifact, DataFingerprint
+from modelops.errors import DataIssue, DataValidationError
+from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature
+
+SOURCE = "request body"
+MAX_CATEGORY_CHARS = 200  # a category is a label, not a document; bounds logs and memory
+MAX_ISSUES = 50  # a request with thousands of bad rows gets the first fifty problems
+MAX_KEY_CHARS = 64  # unknown keys are named in paths, shortened
+# A number the schema leaves unbounded must still be below 2**53 in magnitude: every integer up to
+# there is exact in float64, so "exclusive of 2**53" means the same to a JSON Schema validator and
+# to the decoder (a bound like 1.8e308 is not: the integer just past it rounds onto it).
+UNBOUNDED = float(2**53)
+Row = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- fixed Structs
+
+
+class ModelRef(msgspec.Struct, frozen=True):
+    name: str
+    version: str
+    sha256: str
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    label: str | int
+    probabilities: dict[str, float]
+
+
+class PredictResponse(msgspec.Struct, frozen=True):
+    model: ModelRef
+    predictions: list[Prediction]
+    request_id: str
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str  # JSON path into the request, `$` for the request as a whole
+    message: str
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    status: int
+    errors: list[FieldError]
+    request_id: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: Literal["live", "ready", "loading", "failed"]
+    reason: str | None = None
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """How probabilities become the label: the evaluated threshold on the positive class, or argmax."""
+
+    rule: Literal["threshold", "argmax"]
+    positive: str | int | None = None
+    threshold: float | None = None
+
+
+class Inference(msgspec.Struct, frozen=True):
+    path: Literal["fastpath", "pipeline"]
+    detail: str
+
+
+class ModelDescription(msgspec.Struct, frozen=True):
+    """GET /v1/model: which model answers, where it came from, and how well it scored."""
+
+    name: str
+    version: str
+    commit: str
+    stages: list[str]
+    artifact: Artifact
+    estimator: str
+    hyperparameters: dict[str, Any]
+    preprocess: dict[str, Any]
+    seed: int
+    feature_schema: FeatureSchema
+    classes: list[str | int]
+    data: dict[str, DataFingerprint]
+    libraries: dict[str, str]
+    metrics: dict[str, Any]
+    decision: Decision
+    ready: bool
+    inference: Inference | None = None
+
+
+# --------------------------------------------------------------------------- built from the schema
+
+
+class Contract:
+    """The request contract of one feature schema, and the decoder that enforces it."""
+
+    def __init__(self, schema: FeatureSchema, max_instances: int) -> None:
+        self.schema = schema
+        self.names = schema.names
+        self.max_instances = max_instances
+        self._field_types = {f.name: _field_type(f) for f in schema.features}
+        # Struct attributes are f0, f1, ...; `rename` gives them the features' names on the wire, so
+        # any feature name works, even one that is not a Python identifier.
+        self.instance_type: type[msgspec.Struct] = msgspec.defstruct(
+            "Instance",
+            [(f"f{i}", self._field_types[name]) for i, name in enumerate(self.names)],
+            rename={f"f{i}": name for i, name in enumerate(self.names)},
+            forbid_unknown_fields=True,
+            frozen=True,
+        )
+        self.request_type: type[msgspec.Struct] = msgspec.defstruct(
+            "PredictRequest",
+            [
+                (
+                    "instances",
+                    Annotated[
+                        list[self.instance_type],  # type: ignore[name-defined]
+                        msgspec.Meta(
+                            min_length=1,
+                            max_length=max_instances,
+                            description=f"1 to {max_instances} instances to score",
+                        ),
+                    ],
+                )
+            ],
+            forbid_unknown_fields=True,
+            frozen=True,
+        )
+        self._decoder = msgspec.json.Decoder(self.request_type)
+        self._astuple = msgspec.structs.astuple
+        # Lenient categorical features: their position and known categories, to count unseen ones.
+        self._lenient = [
+            (i, f.name, frozenset(f.categories))
+            for i, f in enumerate(schema.features)
+            if isinstance(f, CategoricalFeature) and not f.strict
+        ]
+
+    def decode(self, body: bytes) -> tuple[list[msgspec.Struct], list[Row]]:
+        """The instances (Structs that encode back to the same JSON objects) and their rows in
+        schema order (None for missing); or DataValidationError listing every problem."""
+        try:
+            request = self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise DataValidationError(SOURCE, self._explain(body, exc)) from None
+        except msgspec.DecodeError as exc:
+            raise DataValidationError(
+                SOURCE, [DataIssue("$", f"not valid JSON: {exc}", 0)]
+            ) from None
+        except UnicodeDecodeError:
+            raise DataValidationError(SOURCE, [DataIssue("$", "not valid UTF-8", 0)]) from None
+        except RecursionError:
+            raise DataValidationError(SOURCE, [DataIssue("$", "nested too deeply", 0)]) from None
+        instances: list[msgspec.Struct] = request.instances  # type: ignore[attr-defined]
+        astuple = self._astuple
+        return instances, [astuple(instance) for instance in instances]
+
+    def unseen_categories(self, rows: Sequence[Row]) -> dict[str, int]:
+        """Per lenient categorical feature, how many rows carry a category training never saw."""
+        counts: dict[str, int] = {}
+        for i, name, known in self._lenient:
+            n = sum(1 for r in rows if r[i] is not None and r[i] not in known)
+            if n:
+                counts[name] = n
+        return counts
+
+    # ----------------------------------------------------------------------- OpenAPI
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        """OpenAPI 3.1 for the service, its schemas generated by msgspec from the very types the
+        server decodes with, so the document and the validation cannot disagree."""
+        (request, response, error, health, model), components = msgspec.json.schema_components(
+            [self.request_type, PredictResponse, ErrorResponse, Health, ModelDescription],
+            ref_template="#/components/schemas/{name}",
+        )
+        headers = {
+            "X-Model-Version": {
+                "description": "registry version of the model that answered",
+                "schema": {"type": "string"},
+            },
+            "X-Request-ID": {
+                "description": "the request's id (yours if you sent a valid one)",
+                "schema": {"type": "string"},
+            },
+        }
+
+        def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "description": description,
+                "headers": headers,
+                "content": {"application/json": {"schema": schema}},
+            }
+
+        def get(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+            return {"get": {"summary": summary, "responses": responses}}
+
+        predict = {
+            "summary": "Score 1 to max_instances instances",
+            "operationId": "predict",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {
+                "200": answer("one prediction per instance, in order", response),
+                "400": answer("the request breaks the contract; every problem by path", error),
+                "413": answer("the body is larger than the configured limit", error),
+                "415": answer("the body is not application/json", error),
+                "503": answer("the model is not loaded and verified yet", error),
+            },
+        }
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "paths": {
+                "/v1/predict": {"post": predict},
+                "/v1/model": get("The model card", {"200": answer("the card", model)}),
+                "/health/live": get("Liveness", {"200": answer("the process answers", health)}),
+                "/health/ready": get(
+                    "Readiness",
+                    {
+                        "200": answer("model loaded and verified", health),
+                        "503": answer("loading, or failed verification", health),
+                    },
+                ),
+                "/metrics": get(
+                    "Prometheus metrics",
+                    {
+                        "200": {
+                            "description": "text exposition format",
+                            "headers": headers,
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                ),
+            },
+            "components": {"schemas": components},
+        }
+
+    # ----------------------------------------------------------------------- error reports
+
+    def _explain(self, body: bytes, first: msgspec.ValidationError) -> list[DataIssue]:
+        """Every problem in the request, not just the first one msgspec stops at.
+
+        The typed decoder failed; decode the JSON untyped and check each instance's fields one by
+        one. Should that find nothing (the two disagree on some corner), report the decoder's error.
+        """
+        issues: list[DataIssue] = []
+        try:
+            raw = msgspec.json.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            raw = None  # the decoder's own message will have to do
+        if isinstance(raw, dict):
+            for key in raw:
+                if key != "instances":
+                    issues.append(DataIssue(_path("$", key), "unknown field", 0))
+            instances = raw.get("instances")
+            if "instances" not in raw:
+                issues.append(DataIssue("$.instances", "required field missing", 0))
+            elif not isinstance(instances, list):
+                issues.append(DataIssue("$.instances", _expected("array", instances), 0))
+            elif not 1 <= len(instances) <= self.max_instances:
+                issues.append(
+                    DataIssue(
+                        "$.instances",
+                        f"has {len(instances)} instances; send 1 to {self.max_instances}",
+                        0,
+                    )
+                )
+            else:
+                for i, instance in enumerate(instances):
+                    self._explain_instance(f"$.instances[{i}]", instance, issues)
+                    if len(issues) >= MAX_ISSUES:
+                        break
+        if not issues:
+            issues.append(_issue_from(first))
+        return issues[:MAX_ISSUES]
+
+    def _explain_instance(self, where: str, instance: Any, issues: list[DataIssue]) -> None:
+        if not isinstance(instance, dict):
+            issues.append(DataIssue(where, _expected("object", instance), 0))
+            return
+        for key in instance:
+            if key not in self._field_types:
+                issues.append(DataIssue(_path(where, key), "unknown field", 0))
+        for name, typ in self._field_types.items():
+            path = _path(where, name)
+            if name not in instance:
+                issues.append(DataIssue(path, "required field missing", 0))
+                continue
+            try:
+                msgspec.convert(instance[name], typ)
+            except msgspec.ValidationError as exc:
+                issues.append(DataIssue(path, _plain(str(exc)), 0))
+
+
+def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
+    missing = "null when missing" if f.nullable else "never null"
+    if isinstance(f, NumericFeature):
+        # Integer features take whole numbers written either way (49 or 49.0): a client's float
+        # column with gaps sends 49.0, and it means 49.
+        kind = "whole number" if f.dtype == "integer" else "number"
+        limits: dict[str, float] = {
+            **({"ge": f.min} if f.min is not None else {"gt": -UNBOUNDED}),
+            **({"le": f.max} if f.max is not None else {"lt": UNBOUNDED}),
+            **({"multiple_of": 1} if f.dtype == "integer" else {}),
+        }
+        meta = msgspec.Meta(**limits, description=f"{kind}; {missing}")  # type: ignore[call-overload]
+        typ: Any = Annotated[float, meta]
+    elif f.strict:
+        typ = Annotated[
+            Literal[tuple(f.categories)],
+            msgspec.Meta(description=f"one of the known categories; {missing}"),
+        ]
+    else:
+        shown = ", ".join(f.categories[:10]) + (", …" if len(f.categories) > 10 else "")
+        typ = Annotated[
+            str,
+            msgspec.Meta(
+                max_length=MAX_CATEGORY_CHARS,
+                description=f"category (known: {shown}; others are accepted and counted); {missing}",
+            ),
+        ]
+    return typ | None if f.nullable else typ
+
+
+_AT = re.compile(r" - at `(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>.*)`$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<key>.*)`$", re.S)
+
+
+def _issue_from(exc: msgspec.ValidationError) -> DataIssue:
+    text = str(exc)
+    match = _AT.search(text)
+    path = match.group("path") if match else "$"
+    message = text[: match.start()] if match else text
+    if m := _UNKNOWN.match(message):
+        return DataIssue(_path(path, m.group("key")), "unknown field", 0)
+    if m := _MISSING.match(message):
+        return DataIssue(_path(path, m.group("key")), "required field missing", 0)
+    return DataIssue(path, _plain(message), 0)
+
+
+def _plain(message: str) -> str:
+    """msgspec's message without the path, and without the offending value where it quotes one."""
+    message = _AT.sub("", message)
+    if message.startswith("Invalid enum value"):
+        return "not one of the known categories of this strict feature"
+    if "multiple of 1.0" in message:
+        return "Expected a whole number"
+    # JSON has numbers, not floats.
+    return message.replace("`float", "`number").replace("| float", "| number")
+
+
+def _path(where: str, key: str) -> str:
+    shown = key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "…"
+    return f"{where}.{shown}"
+
+
+def _expected(kind: str, value: Any) -> str:
+    got = {dict: "object", list: "array", str: "str", bool: "bool", int: "int", float: "float"}
+    return f"Expected `{kind}`, got `{got.get(type(value), 'null')}`"

@@ -1,0 +1,335 @@
+"""The service's Prometheus metrics (one CollectorRegistry per app) and the ASGI layer that records
+every request: count by endpoint and status, latency, in-flight, an access log line, and the
+X-Model-Version / X-Request-ID headers on every response, errors and 404s included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from modelops.errors import DataIssue
+from modelops.serve import logs
+
+# Litestar appends "; charset=utf-8" to text/* media types itself.
+MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+ENDPOINTS = frozenset(
+    {
+        "/v1/predict",
+        "/v1/model",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/schema",
+        "/schema/openapi.json",
+    }
+)
+OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+_PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+_INSTANCE_FIELD = re.compile(r"^\$\.instances\[\d+\](?:\.(?P<key>.+))?$")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger(logs.ACCESS)
+
+
+class ServeMetrics:
+    """Every metric the service exports, registered in its own registry."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        sha256: str,
+        features: Sequence[str],
+        classes: Sequence[Any],
+        scored: Sequence[Any],
+    ) -> None:
+        # The *_created series double the exposition without telling an operator anything; the
+        # switch is process-wide, which suits a process that serves one model.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.requests = Counter(
+            "modelops_http_requests",
+            "HTTP requests answered, by endpoint, method and status",
+            ["endpoint", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "modelops_http_request_duration_seconds",
+            "Time from request start to the last byte of the response",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "modelops_http_requests_in_flight", "Requests being handled now", registry=r
+        )
+        # Predictions by label and the predicted-probability histogram: updated a whole batch at a
+        # time, since per-row observe() calls cost more than scoring the row.
+        self.answers = AnswerStats(classes, scored)
+        r.register(self.answers)
+        self.validation_failures = Counter(
+            "modelops_validation_failures",
+            "Contract violations in predict requests, by field",
+            ["field"],
+            registry=r,
+        )
+        self.unknown_categories = Counter(
+            "modelops_unknown_categories",
+            "Rows with a category training never saw (accepted), by feature",
+            ["feature"],
+            registry=r,
+        )
+        self.request_instances = Histogram(
+            "modelops_request_instances",
+            "Instances per accepted predict request",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "modelops_model_batch_rows",
+            "Rows per model call after micro-batching concurrent requests",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Histogram(
+            "modelops_model_call_duration_seconds",
+            "Time per model call (one micro-batch), queueing for the model thread included",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_wait = Histogram(
+            "modelops_batch_wait_seconds",
+            "Time a micro-batch waited for concurrent requests before its model call",
+            buckets=(0.00001, 0.0001, *_LATENCY_BUCKETS),
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "modelops_model_info",
+            "The model this process serves (always 1)",
+            ["name", "version", "sha256"],
+            registry=r,
+        )
+        self.model_info.labels(name, version, sha256).set(1)
+        self.ready = Gauge(
+            "modelops_model_ready",
+            "1 once the model is loaded and reproduces the card's reference predictions",
+            registry=r,
+        )
+        self.inference_path = Gauge(
+            "modelops_inference_path",
+            "How rows are scored (1 for the path in use): fastpath, or pipeline with the reason",
+            ["path", "reason"],
+            registry=r,
+        )
+        self.log_rows = Counter(
+            "modelops_prediction_log_rows", "Rows written to the prediction log", registry=r
+        )
+        self.log_segments = Counter(
+            "modelops_prediction_log_segments",
+            "Prediction log segments completed (renamed to .jsonl)",
+            registry=r,
+        )
+        self.log_errors = Counter(
+            "modelops_prediction_log_errors",
+            "Failures writing the prediction log (rows not recorded)",
+            registry=r,
+        )
+        self.log_queue = Gauge(
+            "modelops_prediction_log_queue_batches",
+            "Answered batches waiting for the prediction log writer",
+            registry=r,
+        )
+        self._features = frozenset(features)
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        key = (endpoint, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(endpoint, method, str(status))
+        child.inc()
+        latency = self._latency.get(endpoint)
+        if latency is None:
+            latency = self._latency[endpoint] = self.latency.labels(endpoint)
+        latency.observe(seconds)
+
+    def observe_batch(self, rows: int, waited: float, scored: float) -> None:
+        self.batch_rows.observe(rows)
+        self.batch_wait.observe(waited)
+        self.model_seconds.observe(scored)
+
+    def observe_invalid(self, issues: Iterable[DataIssue]) -> None:
+        for field in {self._field_label(i.column) for i in issues}:
+            self.validation_failures.labels(field).inc()
+
+    def observe_unseen(self, counts: dict[str, int]) -> None:
+        for feature, n in counts.items():
+            self.unknown_categories.labels(feature).inc(n)
+
+    def _field_label(self, path: str) -> str:
+        """A JSON path as a bounded label: the feature, or one of a few fixed names."""
+        if path == "$":
+            return "(body)"
+        if path == "$.instances":
+            return "instances"
+        m = _INSTANCE_FIELD.match(path)
+        if m is None:
+            return "(unknown field)"
+        key = m.group("key")
+        if key is None:
+            return "(instance)"
+        return key if key in self._features else "(unknown field)"
+
+    def set_inference_path(self, path: str, reason: str) -> None:
+        self.inference_path.clear()
+        self.inference_path.labels(path, reason).set(1)
+
+
+class AnswerStats:
+    """A collector for `modelops_predictions_total{label}` and the
+    `modelops_predicted_probability{class}` histogram, fed one answered batch at a time."""
+
+    def __init__(self, classes: Sequence[Any], scored: Sequence[Any]) -> None:
+        self._classes = [str(c) for c in classes]
+        self._index = {c: i for i, c in enumerate(classes)}
+        self._scored = [(self._index[c], str(c)) for c in scored]
+        self._bounds = np.array(_PROBABILITY_BUCKETS, dtype=np.float64)
+        self._lock = threading.Lock()
+        self._labels = np.zeros(len(classes), dtype=np.int64)
+        self._buckets = np.zeros((len(scored), len(self._bounds) + 1), dtype=np.int64)
+        self._sums = np.zeros(len(scored), dtype=np.float64)
+
+    def observe(self, labels: Sequence[Any], proba: npt.NDArray[np.float64]) -> None:
+        index = np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
+        label_counts = np.bincount(index, minlength=len(self._classes))
+        columns = [proba[:, i] for i, _ in self._scored]
+        # Bucket i holds p <= bound i (Prometheus "le"); the last one is +Inf.
+        bucket_counts = [
+            np.bincount(
+                np.searchsorted(self._bounds, p, side="left"), minlength=len(self._bounds) + 1
+            )
+            for p in columns
+        ]
+        with self._lock:
+            self._labels += label_counts
+            for k, (counts, p) in enumerate(zip(bucket_counts, columns, strict=True)):
+                self._buckets[k] += counts
+                self._sums[k] += float(p.sum())
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            labels, buckets, sums = self._labels.copy(), self._buckets.copy(), self._sums.copy()
+        predictions = CounterMetricFamily(
+            "modelops_predictions", "Rows answered, by predicted label", labels=["label"]
+        )
+        for name, count in zip(self._classes, labels.tolist(), strict=True):
+            predictions.add_metric([name], count)
+        yield predictions
+        probability = HistogramMetricFamily(
+            "modelops_predicted_probability",
+            "Predicted probability of each scored class",
+            labels=["class"],
+        )
+        names = [floatToGoString(b) for b in self._bounds.tolist()]  # type: ignore[no-untyped-call]
+        names.append("+Inf")
+        for k, (_, name) in enumerate(self._scored):
+            cumulative = np.cumsum(buckets[k]).tolist()
+            probability.add_metric(
+                [name], list(zip(names, cumulative, strict=True)), sum_value=float(sums[k])
+            )
+        yield probability
+
+
+def request_id_from(scope: dict[str, Any]) -> str:
+    """The client's X-Request-ID when it is a sane token, else a fresh one."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id" and _REQUEST_ID.match(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex
+
+
+class RequestObserver:
+    """Outermost ASGI layer: it sees every response, including Litestar's 404/405/413."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics, version: str, access: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.version = version.encode()
+        self.access = access
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = request_id_from(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        added = [(b"x-model-version", self.version), (b"x-request-id", request_id.encode())]
+        status = 500
+
+        async def send_with_headers(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *added]}
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - start
+            path = scope["path"]
+            endpoint = path if path in ENDPOINTS else OTHER
+            self.metrics.observe_request(endpoint, scope["method"], status, seconds)
+            if self.access:
+                client = scope.get("client")
+                logs.event(
+                    access_log,
+                    logging.INFO,
+                    "request",
+                    request_id=request_id,
+                    method=scope["method"],
+                    path=path[:200],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    model_version=self.version.decode(),
+                    instances=state.get("instances"),
+                    client=client[0] if client else None,
+                )

@@ -1,0 +1,381 @@
+"""The app through Litestar's test client: endpoints, answers equal to the Pipeline, hostile input,
+observability, and loading that refuses anything but the registered model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+
+from modelops import bundle, files
+from modelops.cli import main
+from modelops.errors import ArtifactIntegrityError
+from modelops.serve.app import create_app
+from modelops.serve.config import ServeConfig
+
+from .conftest import Trained, post, read_log, serve_client, wait_ready
+
+TOL = 1e-9
+
+
+def answer(client: TestClient[Any], records: list[dict[str, Any]]) -> np.ndarray:
+    response = post(client, {"instances": records})
+    assert response.status_code == 200, response.text
+    return np.array([list(p["probabilities"].values()) for p in response.json()["predictions"]])
+
+
+def test_predict_answers_with_the_model_and_a_request_id(
+    client: TestClient[Any], trained: Trained
+) -> None:
+    records = trained.records()[:3]
+    response = post(client, {"instances": records})
+    assert response.status_code == 200
+    body = response.json()
+    card = files.read_json(trained.bundle_dir / bundle.CARD)
+    assert body["model"] == {
+        "name": "churn",
+        "version": "v1.0.0",
+        "sha256": card["artifact"]["sha256"],
+    }
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert response.headers["x-model-version"] == "v1.0.0"
+    assert [set(p) for p in body["predictions"]] == [{"label", "probabilities"}] * 3
+    proba = trained.expected(trained.test.head(3))
+    for prediction, p in zip(body["predictions"], proba, strict=True):
+        assert prediction["probabilities"] == pytest.approx({"0": p[0], "1": p[1]}, abs=TOL)
+        # The label follows the threshold the model was evaluated at (0.5 on the positive class).
+        assert prediction["label"] == (1 if p[1] >= 0.5 else 0)
+
+
+def test_answers_equal_the_pipeline_on_every_test_row_missing_values_included(
+    client: TestClient[Any], trained: Trained
+) -> None:
+    records = trained.records()
+    assert any(v is None for r in records for v in r.values())
+    want = trained.expected()
+    # Every row on its own, then in batches: small ones take the compiled tree walk, large ones the
+    # estimator's own predict_proba.
+    for size in (1, 25, 400):
+        got = np.vstack(
+            [answer(client, records[i : i + size]) for i in range(0, len(records), size)]
+        )
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+
+
+def test_a_pipeline_without_a_fast_path_is_served_and_reported(
+    trained_fallback: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelops.serve")
+    config = ServeConfig(log_dir=str(tmp_path))
+    with serve_client(trained_fallback.bundle_dir, config) as c:
+        assert wait_ready(c)["status"] == "ready"
+        records = trained_fallback.records()
+        got = np.vstack([answer(c, records[i : i + 100]) for i in range(0, len(records), 100)])
+        np.testing.assert_allclose(got, trained_fallback.expected(), rtol=0, atol=TOL)
+        inference = c.get("/v1/model").json()["inference"]
+        metrics = c.get("/metrics").text
+    assert inference["path"] == "pipeline"
+    assert "'numeric/scale' is a MinMaxScaler" in inference["detail"]
+    assert re.search(
+        r'modelops_inference_path\{path="pipeline",reason="no fast path: .*MinMaxScaler', metrics
+    )
+    [ready] = [r for r in caplog.records if r.getMessage() == "model ready"]
+    assert ready.levelno == logging.WARNING
+    assert ready.fields["inference_path"] == "pipeline"  # type: ignore[attr-defined]
+
+
+def test_every_response_carries_the_model_version_and_a_request_id(
+    client: TestClient[Any],
+) -> None:
+    responses = [
+        client.get("/health/live"),
+        client.get("/metrics"),
+        client.get("/schema"),
+        client.get("/no/such/path"),
+        client.delete("/v1/predict"),
+        client.post("/v1/predict", content=b"{}", headers={"content-type": "text/csv"}),
+        post(client, {"instances": []}),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 405, 415, 400]
+    for r in responses:
+        assert r.headers["x-model-version"] == "v1.0.0"
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
+    assert responses[4].headers["allow"] == "POST, OPTIONS"
+
+
+def test_a_sane_client_request_id_is_kept_others_replaced(
+    client: TestClient[Any], trained: Trained
+) -> None:
+    body = {"instances": trained.records()[:1]}
+    kept = post(client, body, headers={"x-request-id": "order-42:retry.1"})
+    assert kept.headers["x-request-id"] == kept.json()["request_id"] == "order-42:retry.1"
+    replaced = post(client, body, headers={"x-request-id": "x" * 200})
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced.json()["request_id"])
+
+
+def test_model_endpoint_returns_version_lineage_and_metrics(
+    client: TestClient[Any], trained: Trained
+) -> None:
+    body = client.get("/v1/model").json()
+    card = files.read_json(trained.bundle_dir / bundle.CARD)
+    assert (body["name"], body["version"], body["commit"], body["stages"]) == (
+        "churn",
+        "v1.0.0",
+        "1" * 40,
+        ["prod"],
+    )
+    assert body["artifact"] == card["artifact"]
+    assert body["feature_schema"] == card["feature_schema"]
+    assert body["libraries"] == card["libraries"]
+    assert body["metrics"]["roc_auc"] > 0.6
+    assert body["decision"] == {"rule": "threshold", "positive": 1, "threshold": 0.5}
+    assert body["ready"] is True
+    assert body["inference"]["path"] == "fastpath"
+
+
+def test_health_endpoints(client: TestClient[Any]) -> None:
+    assert client.get("/health/live").json() == {"status": "live", "reason": None}
+    assert client.get("/health/ready").json() == {"status": "ready", "reason": None}
+
+
+HOSTILE: list[tuple[str, bytes, str, int]] = [
+    ("10 MB body", b'{"instances": [' + b" " * (10 << 20) + b"]}", "application/json", 413),
+    (
+        "deep nesting",
+        b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "application/json",
+        400,
+    ),
+    ("deep nesting, unterminated", b"[" * 200_000, "application/json", 400),
+    ("huge number", b'{"instances": [{"age": 1e999999}]}', "application/json", 400),
+    ("huge integer", b'{"instances": [{"age": ' + b"9" * 5000 + b"}]}", "application/json", 400),
+    ("string for a number", b'{"instances": [{"age": "SECRET-forty"}]}', "application/json", 400),
+    ("empty instances", b'{"instances": []}', "application/json", 400),
+    ("no instances", b"{}", "application/json", 400),
+    ("empty body", b"", "application/json", 400),
+    ("json null", b"null", "application/json", 400),
+    ("wrong content type", b'{"instances": []}', "text/plain", 415),
+    ("form content type", b"instances=1", "application/x-www-form-urlencoded", 415),
+    ("latin-1 charset", b'{"instances": []}', "application/json; charset=latin-1", 415),
+    ("no content type", b'{"instances": []}', "", 415),
+    ("invalid utf-8", b'{"instances": [{"region": "SECRET\xff\xfe"}]}', "application/json", 400),
+    ("truncated", b'{"instances": [{"age": 1', "application/json", 400),
+    ("NaN", b'{"instances": [{"age": NaN}]}', "application/json", 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "content_type", "status"), HOSTILE, ids=[h[0] for h in HOSTILE]
+)
+def test_hostile_input_gets_a_4xx_that_does_not_echo_it(
+    client: TestClient[Any], name: str, body: bytes, content_type: str, status: int
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/v1/predict", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["status"] == status
+    assert error["errors"] and all(set(e) == {"field", "message"} for e in error["errors"])
+    assert "SECRET" not in response.text
+    assert len(response.content) < 20_000
+
+
+def test_hostile_instances_are_rejected_field_by_field(
+    client: TestClient[Any], trained: Trained
+) -> None:
+    good = trained.records()[0]
+    bad = [
+        {**good, "age": True},
+        {**good, "tenure_months": None},  # not nullable
+        {**good, "contract": "SECRET-lifetime"},  # strict
+        {**good, "region": "SECRET" * 100},  # longer than any category may be
+        {**good, "injected": "SECRET"},
+    ]
+    response = post(client, {"instances": bad})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == [
+        "$.instances[0].age",
+        "$.instances[1].tenure_months",
+        "$.instances[2].contract",
+        "$.instances[3].region",
+        "$.instances[4].injected",
+    ]
+    assert "SECRET" not in response.text
+    too_many = post(client, {"instances": [good] * 1001})
+    assert too_many.status_code == 400
+    assert too_many.json()["errors"] == [
+        {"field": "$.instances", "message": "has 1001 instances; send 1 to 1000"}
+    ]
+
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric(text: str, series: str, **labels: str) -> float:
+    """The value of one sample in an exposition, 0 when absent (labels in any order)."""
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and m["name"] == series and dict(_LABEL.findall(m["labels"] or "")) == labels:
+            return float(m["value"])
+    return 0.0
+
+
+def test_metrics_count_requests_predictions_failures_and_unseen_categories(
+    trained: Trained, tmp_path: Path
+) -> None:
+    with serve_client(trained.bundle_dir, ServeConfig(log_dir=str(tmp_path))) as c:
+        wait_ready(c)
+        records = trained.records()[:10]
+        records[0] = {**records[0], "region": "region_new", "plan": "platinum"}
+        assert post(c, {"instances": records}).status_code == 200
+        assert post(c, {"instances": [{**records[1], "age": 5}]}).status_code == 400
+        c.get("/nope")
+    # Read once the lifespan has closed, so the background writer has seen every answer.
+    text = c.app.state.service.metrics.exposition().decode()
+    assert (
+        metric(
+            text,
+            "modelops_http_requests_total",
+            endpoint="/v1/predict",
+            method="POST",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        metric(
+            text,
+            "modelops_http_requests_total",
+            endpoint="/v1/predict",
+            method="POST",
+            status="400",
+        )
+        == 1
+    )
+    assert (
+        metric(text, "modelops_http_requests_total", endpoint="other", method="GET", status="404")
+        == 1
+    )
+    assert metric(text, "modelops_validation_failures_total", field="age") == 1
+    assert metric(text, "modelops_unknown_categories_total", feature="region") == 1
+    assert metric(text, "modelops_unknown_categories_total", feature="plan") == 1
+    labels = sum(metric(text, "modelops_predictions_total", label=v) for v in ("0", "1"))
+    assert labels == 10
+    assert metric(text, "modelops_predicted_probability_count", **{"class": "1"}) == 10
+    assert metric(text, "modelops_request_instances_sum") == 10
+    assert metric(text, "modelops_model_batch_rows_sum") == 10
+    card = files.read_json(trained.bundle_dir / bundle.CARD)
+    info = dict(name="churn", version="v1.0.0", sha256=card["artifact"]["sha256"])
+    assert metric(text, "modelops_model_info", **info) == 1
+    assert metric(text, "modelops_model_ready") == 1
+    assert metric(text, "modelops_inference_path", path="fastpath", reason="") == 1
+    assert metric(text, "modelops_prediction_log_rows_total") == 10
+    assert metric(text, "modelops_http_request_duration_seconds_count", endpoint="/v1/predict") == 2
+    assert "modelops_http_requests_in_flight" in text
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed"
+)
+def test_metrics_exposition_passes_promtool(client: TestClient[Any], trained: Trained) -> None:
+    post(client, {"instances": trained.records()[:5]})
+    text = client.get("/metrics").text
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
+
+
+def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> None:
+    doc = client.get("/schema").json()
+    assert doc == client.get("/schema/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {
+        "/v1/predict",
+        "/v1/model",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    }
+
+
+# --------------------------------------------------------------------------- prediction log
+
+
+def test_every_answered_row_is_in_the_prediction_log(trained: Trained, tmp_path: Path) -> None:
+    config = ServeConfig(log_dir=str(tmp_path), log_rotate_rows=7)
+    sent: dict[str, int] = {}
+    with serve_client(trained.bundle_dir, config) as c:
+        wait_ready(c)
+        records = trained.records()[:30]
+        for i in range(0, 30, 4):
+            body = post(c, {"instances": records[i : i + 4]}).json()
+            sent[body["request_id"]] = len(body["predictions"])
+        post(c, {"instances": []})  # a 400 is not logged
+    assert not list(tmp_path.glob("*.open"))
+    segments = sorted(tmp_path.glob("*.jsonl"))
+    assert len(segments) >= 30 // 8  # rotated by rows
+    for segment in segments:
+        assert re.fullmatch(r"predictions-\d{8}T\d{6}-\d+-\d{6}\.jsonl", segment.name)
+    lines = read_log(tmp_path)
+    assert len(lines) == 30
+    assert {line["request_id"] for line in lines} == set(sent)
+    first = lines[0]
+    assert set(first) == {"timestamp", "request_id", "model", "inputs", "output"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["timestamp"])
+    assert first["model"] == {"name": "churn", "version": "v1.0.0"}
+    assert list(first["inputs"]) == trained.schema.names
+    assert first["inputs"] == pytest.approx(records[0])
+    want = trained.expected(trained.test.head(1))[0]
+    assert first["output"]["probabilities"] == pytest.approx({"0": want[0], "1": want[1]}, abs=TOL)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_a_modified_model_file_stops_the_server_from_starting(copy_bundle: Path) -> None:
+    with open(copy_bundle / bundle.MODEL, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactIntegrityError, match=r"model.joblib: sha256 .* does not match"):
+        create_app(copy_bundle, ServeConfig())
+
+
+def test_the_cli_refuses_a_tampered_bundle_with_the_reason(
+    copy_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = files.read_json(copy_bundle / bundle.CARD)
+    card["artifact"]["sha256"] = "0" * 64  # the card no longer describes this model
+    files.write_json(copy_bundle / bundle.CARD, card)
+    bundle.write_manifest(copy_bundle, "churn", "v1.0.0", "1" * 40, [])
+    assert main(["serve", "--bundle", str(copy_bundle), "--port", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "does not match the card's 0000000000000000" in err
+
+
+def test_wrong_reference_predictions_keep_the_server_unready(
+    copy_bundle: Path, tmp_path: Path
+) -> None:
+    card = files.read_json(copy_bundle / bundle.CARD)
+    card["reference"]["probabilities"][0][0] += 0.01
+    files.write_json(copy_bundle / bundle.CARD, card)
+    bundle.write_manifest(copy_bundle, "churn", "v1.0.0", "1" * 40, [])
+    with serve_client(copy_bundle, ServeConfig(log_dir=str(tmp_path))) as c:
+        body = wait_ready(c)
+        assert body["status"] == "failed"
+        assert "differs from the trained one on the card's reference rows" in body["reason"]
+        assert c.get("/health/ready").status_code == 503
+        assert c.get("/health/live").status_code == 200
+        response = post(c, {"instances": [json.loads(json.dumps(card["reference"]["rows"][0]))]})
+        assert response.status_code == 503
+        assert "model failed verification" in response.json()["errors"][0]["message"]
+        assert metric(c.get("/metrics").text, "modelops_model_ready") == 0
