@@ -463,23 +463,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run_server(bundle_dir: Path, config: ServeConfig) -> None:
-    import uvicorn
-
-    from modelops.serve import logs
+    from modelops.serve import logs, runner
     from modelops.serve.app import create_app
 
     logs.configure(config.log_level)
-    app = create_app(bundle_dir, config)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_config=None,  # logs.configure made every logger, uvicorn's too, write JSON lines
-        access_log=False,  # the app writes its own access lines, with request id and model version
-        timeout_graceful_shutdown=config.graceful_timeout,
-        lifespan="on",
-        server_header=False,
-    )
+    runner.serve(create_app(bundle_dir, config), config)
 
 
 # --------------------------------------------------------------------------- end serve

@@ -195,8 +195,11 @@ class Server:
         return [json.loads(line) for line in self.stderr.read_text().splitlines() if line]
 
 
-def start_server(bundle_dir: Path, workdir: Path, *options: str) -> Server:
-    """`modelops serve` in its own process on a free loopback port, once it is ready."""
+def start_server(
+    bundle_dir: Path | None, workdir: Path, *options: str, cwd: Path | None = None
+) -> Server:
+    """`modelops serve` in its own process on a free loopback port, once it is ready. Without a
+    bundle directory, `options` say where the model comes from (e.g. `--ref prod`)."""
     port = free_port()
     log_dir = workdir / "predictions"
     stderr = workdir / "server.log"
@@ -205,8 +208,7 @@ def start_server(bundle_dir: Path, workdir: Path, *options: str) -> Server:
         "-m",
         "modelops.cli",
         "serve",
-        "--bundle",
-        str(bundle_dir),
+        *(["--bundle", str(bundle_dir)] if bundle_dir is not None else []),
         "--port",
         str(port),
         "--log-dir",
@@ -215,7 +217,7 @@ def start_server(bundle_dir: Path, workdir: Path, *options: str) -> Server:
     ]
     with open(stderr, "wb") as err:
         process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ}
+            command, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ}, cwd=cwd
         )
     server = Server(process, f"http://127.0.0.1:{port}", log_dir, stderr)
     deadline = time.monotonic() + READY_TIMEOUT

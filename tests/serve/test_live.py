@@ -102,8 +102,7 @@ def test_sigterm_drains_requests_and_every_200_is_in_the_log(
             await asyncio.gather(*load)
 
     asyncio.run(run())
-    # uvicorn re-raises SIGTERM after a graceful shutdown; either way it must have drained.
-    assert server.process.wait(timeout=60) in (0, -15)
+    assert server.process.wait(timeout=60) == 0  # a drained stop is a clean exit
     assert len(answered) >= stop_after
     assert not list(server.log_dir.glob("*.open")), "a segment was left unfinished"
     logged: dict[str, int] = {}

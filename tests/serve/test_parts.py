@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -262,23 +260,6 @@ def test_bad_settings_name_where_they_came_from(
 ) -> None:
     with pytest.raises(serve_config.ConfigInvalid, match=re.escape(message)):
         serve_config.build(options, env)
-
-
-def test_serve_with_a_ref_bundles_it_through_the_registry_first(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    calls: list[tuple[str, Path]] = []
-    served: list[Path] = []
-    registry = types.ModuleType("modelops.registry")
-    registry.materialise = lambda ref, out, repo=Path("."): calls.append((ref, out))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "modelops.registry", registry)
-    monkeypatch.setattr(
-        "modelops.cli._run_server", lambda bundle_dir, config: served.append(bundle_dir)
-    )
-    assert main(["serve", "--ref", "prod", "--bundle-dir", str(tmp_path / "b")]) == 0
-    assert calls == [("prod", tmp_path / "b")] and served == [tmp_path / "b"]
-    assert main(["serve", "--ref", "prod"]) == 0  # into a temporary directory, removed afterwards
-    assert calls[1][0] == "prod" and not calls[1][1].parent.exists()
 
 
 def test_serve_rejects_a_bad_option_value(

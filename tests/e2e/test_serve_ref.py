@@ -1,0 +1,55 @@
+"""`modelops serve --ref prod` in a real registry: the server bundles the stage's version first and
+answers as that version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelops import files, paths
+from tests.conftest import copy_repo, run, tool_env
+from tests.serve.conftest import start_server
+
+
+@pytest.fixture
+def registered(reproduced_repo: Path, tmp_path: Path) -> Path:
+    repo = copy_repo(reproduced_repo, tmp_path / "repo")
+    run("modelops", "registry", "register", "--version", "v1.0.0", cwd=repo)
+    run("modelops", "registry", "promote", "v1.0.0", "--stage", "prod", cwd=repo)
+    return repo
+
+
+def test_serve_ref_prod_answers_as_the_registered_version(
+    registered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in tool_env().items():
+        monkeypatch.setenv(key, value)
+    bundle_dir = tmp_path / "bundle"
+    server = start_server(
+        None, tmp_path, "--ref", "prod", "--bundle-dir", str(bundle_dir), cwd=registered
+    )
+    try:
+        card = files.read_json(registered / paths.CARD)
+        row = card["reference"]["rows"][0]
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            answer = http.post("/v1/predict", json={"instances": [row]})
+            model = http.get("/v1/model").json()
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Model-Version"] == "v1.0.0"
+        body = answer.json()
+        assert body["model"] == {
+            "name": "churn",
+            "version": "v1.0.0",
+            "sha256": card["artifact"]["sha256"],
+        }
+        want = card["reference"]["probabilities"][0]
+        got = [body["predictions"][0]["probabilities"][str(c)] for c in card["classes"]]
+        assert got == pytest.approx(want, abs=1e-9)
+        assert json.dumps(model).count("v1.0.0") >= 1
+        manifest = files.read_json(bundle_dir / "bundle.json")
+        assert manifest["version"] == "v1.0.0" and manifest["stages"] == ["prod"]
+    finally:
+        assert server.stop() == 0
