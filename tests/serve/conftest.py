@@ -99,7 +99,9 @@ def write_bundle(
     card = build_card(p, schema, pipeline, model, {"train": fingerprint}, reference)
     files.write_json(directory / bundle.CARD, to_json(card))
     proba = pipeline.predict_proba(schema.to_model_frame(test))
-    files.write_json(directory / bundle.PROFILE, build_profile(schema, train, 10, card.name, proba))
+    files.write_json(
+        directory / bundle.PROFILE, build_profile(schema, train, 10, card.name, proba).to_dict()
+    )
     metrics = classification_metrics(
         schema.target_array(test), proba, card.classes, schema.target.positive, 0.5
     )
