@@ -303,6 +303,7 @@ def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> No
     assert set(doc["paths"]) == {
         "/v1/predict",
         "/v1/model",
+        "/v1/drift",
         "/health/live",
         "/health/ready",
         "/metrics",

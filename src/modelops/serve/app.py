@@ -30,12 +30,14 @@ from litestar.exceptions import (
 
 from modelops import bundle, files
 from modelops.card import Card
+from modelops.drift import Profile
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.serve import logs
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import (
     Contract,
     Decision,
+    DriftSnapshot,
     ErrorResponse,
     FieldError,
     Health,
@@ -45,6 +47,7 @@ from modelops.serve.contract import (
     Prediction,
     PredictResponse,
 )
+from modelops.serve.livedrift import LiveDrift
 from modelops.serve.metrics import MEDIA_TYPE, RequestObserver, ServeMetrics
 from modelops.serve.predictor import Batcher, LoadedModel, labels_for, load_model, model_thread
 from modelops.serve.predlog import Answered, Dispatcher, PredictionLog
@@ -138,9 +141,24 @@ class Service:
             card.classes,
             scored,
         )
+        self.live_drift: LiveDrift | None = None
+        if config.drift_window:
+            profile_path = bundle_dir / bundle.PROFILE
+            self.live_drift = LiveDrift(
+                Profile.decode(profile_path.read_bytes(), str(profile_path)),
+                card.feature_schema.names,
+                card.classes,
+                config.drift_window,
+                config.drift_min_rows,
+            )
+            self.metrics.registry.register(self.live_drift)
         self.class_keys = [str(c) for c in card.classes]
         self.openapi = _encoder.encode(
-            self.contract.openapi(f"modelops: {self.manifest.name}", self.manifest.version)
+            self.contract.openapi(
+                f"modelops: {self.manifest.name}",
+                self.manifest.version,
+                live_drift=self.live_drift is not None,
+            )
         )
         self.status: str = "loading"
         self.reason: str | None = None
@@ -161,7 +179,11 @@ class Service:
             on_segment=lambda path: m.log_segments.inc(),
         )
         self.dispatcher = Dispatcher(
-            [prediction_log, _AnswerMetrics(m)],
+            [
+                prediction_log,
+                _AnswerMetrics(m),
+                *([self.live_drift] if self.live_drift is not None else []),
+            ],
             self.config.log_queue_batches,
             on_error=m.log_errors.inc,
             on_depth=m.log_queue.set,
@@ -371,6 +393,12 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Lit
     async def model() -> Response[bytes]:
         return Response(_encoder.encode(service.describe()), media_type=JSON)
 
+    @get("/v1/drift", include_in_schema=False)
+    async def live_drift() -> Response[bytes]:
+        assert service.live_drift is not None  # the route exists only when live drift is on
+        snapshot = DriftSnapshot(config.drift_window, service.live_drift.snapshot())
+        return Response(_encoder.encode(snapshot), media_type=JSON)
+
     @get("/health/live", include_in_schema=False)
     async def live() -> Response[bytes]:
         return Response(_encoder.encode(Health("live")), media_type=JSON)
@@ -391,7 +419,15 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Lit
         return Response(service.openapi, media_type=JSON)
 
     app = Litestar(
-        route_handlers=[predict, model, live, ready, metrics, schema],
+        route_handlers=[
+            predict,
+            model,
+            *([live_drift] if service.live_drift is not None else []),
+            live,
+            ready,
+            metrics,
+            schema,
+        ],
         lifespan=[service.lifespan],
         exception_handlers={Exception: _error_handler(config)},
         # The OpenAPI document is generated from the msgspec types the server decodes with.

@@ -38,6 +38,7 @@ ENDPOINTS = frozenset(
     {
         "/v1/predict",
         "/v1/model",
+        "/v1/drift",
         "/health/live",
         "/health/ready",
         "/metrics",

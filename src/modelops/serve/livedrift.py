@@ -1,0 +1,103 @@
+"""Answered rows in (from the dispatcher thread, off the request path); the drift of the last N rows
+out, as Prometheus gauges at scrape time and as the `GET /v1/drift` snapshot.
+
+The window itself is `modelops.drift.LiveWindow` (the same bins and rule as the drift stage); this
+module only feeds it and exports what it says. Until the window holds `min_rows` rows it says
+`insufficient_data` and no PSI or p-value series are exported, so nothing can alarm on noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from modelops.drift import SEVERITY, DriftReport, LiveWindow, Profile, Thresholds
+from modelops.serve.predlog import Answered
+
+
+class LiveDrift:
+    """A dispatcher observer and a Prometheus collector around one LiveWindow."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        features: Sequence[str],
+        classes: Sequence[Any],
+        window: int,
+        min_rows: int,
+    ) -> None:
+        self.window = LiveWindow(profile, window=window, thresholds=Thresholds(min_rows=min_rows))
+        self._features = list(features)
+        self._classes = [str(c) for c in classes]
+
+    # --- observer (dispatcher thread)
+
+    def observe(self, answered: Answered) -> None:
+        rows = [dict(zip(self._features, row, strict=True)) for row in answered.rows]
+        probabilities = [dict(zip(self._classes, p, strict=True)) for p in answered.proba.tolist()]
+        self.window.observe(rows, probabilities)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    # --- snapshot (scrape and GET /v1/drift)
+
+    def snapshot(self) -> DriftReport:
+        return self.window.snapshot()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(None))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self.snapshot()))
+
+    def _families(self, report: DriftReport | None) -> list[Metric]:
+        rows = GaugeMetricFamily(
+            "modelops_drift_window_rows", "Answered rows in the live drift window"
+        )
+        capacity = GaugeMetricFamily(
+            "modelops_drift_window_capacity", "Rows the live drift window holds when full"
+        )
+        psi = GaugeMetricFamily(
+            "modelops_feature_psi",
+            "PSI of each feature over the live window against the training profile",
+            labels=["feature"],
+        )
+        p_value = GaugeMetricFamily(
+            "modelops_feature_drift_pvalue",
+            "Chi-square p-value of each feature's PSI over the live window",
+            labels=["feature"],
+        )
+        severity = GaugeMetricFamily(
+            "modelops_feature_drift_severity",
+            "Drift status per feature: 0 stable, 1 insufficient data, 2 moderate, 3 significant",
+            labels=["feature"],
+        )
+        prediction_psi = GaugeMetricFamily(
+            "modelops_prediction_psi",
+            "PSI of the predicted probability of each scored class over the live window",
+            labels=["class"],
+        )
+        prediction_severity = GaugeMetricFamily(
+            "modelops_prediction_drift_severity",
+            "Drift status per scored class: 0 stable, 1 insufficient data, 2 moderate, 3 significant",
+            labels=["class"],
+        )
+        capacity.add_metric([], self.window.window)
+        if report is not None:
+            rows.add_metric([], report.rows)
+            for name, d in report.features.items():
+                severity.add_metric([name], SEVERITY[d.status])
+                if d.psi is not None and d.p_value is not None:
+                    psi.add_metric([name], d.psi)
+                    p_value.add_metric([name], d.p_value)
+            for cls, d in report.predictions.items():
+                prediction_severity.add_metric([cls], SEVERITY[d.status])
+                if d.psi is not None:
+                    prediction_psi.add_metric([cls], d.psi)
+        return [rows, capacity, psi, p_value, severity, prediction_psi, prediction_severity]
