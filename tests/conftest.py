@@ -23,6 +23,18 @@ SMALL_ROWS = 3000  # enough rows for every stage's checks, few enough for a quic
 os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def require_tool(name: str) -> str:
+    """The path of a system tool (Debian packages that .ci/run installs). Missing, a test skips on
+    a developer's machine and fails in CI, where MODELOPS_REQUIRE_SYSTEM_TOOLS=1."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; .ci/run installs it)"
+        if os.environ.get("MODELOPS_REQUIRE_SYSTEM_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """os.environ for git/DVC/stage subprocesses: this venv's tools first, a fixed git identity,
     no user or system git config, one OpenMP thread (the test machine is shared)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from modelops.cli import main
 from modelops.errors import ArtifactIntegrityError
 from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig
+from tests.conftest import require_tool
 
 from .conftest import Trained, post, read_log, serve_client, wait_ready
 
@@ -283,14 +283,15 @@ def test_metrics_count_requests_predictions_failures_and_unseen_categories(
     assert "modelops_http_requests_in_flight" in text
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) not installed"
-)
 def test_metrics_exposition_passes_promtool(client: TestClient[Any], trained: Trained) -> None:
     post(client, {"instances": trained.records()[:5]})
     text = client.get("/metrics").text
     result = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+        [require_tool("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == ""

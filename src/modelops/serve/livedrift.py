@@ -1,6 +1,12 @@
 """Answered rows in (from the dispatcher thread, off the request path); the drift of the last N rows
 out, as Prometheus gauges at scrape time and as the `GET /v1/drift` snapshot.
 
+Answered batches are only queued when they arrive; they reach the window in one vectorised update
+per dispatcher tick (at most a second apart), before every snapshot, and whenever a window's worth
+is queued. Per request that is a list append: binning rows one request at a time cost the server
+~20% of its single-row throughput on two cores, binning them together costs well under a
+microsecond a row.
+
 The window itself is `modelops.drift.LiveWindow` (the same bins and rule as the drift stage); this
 module only feeds it and exports what it says. Until the window holds `min_rows` rows it says
 `insufficient_data` and no PSI or p-value series are exported, so nothing can alarm on noise.
@@ -8,9 +14,11 @@ module only feeds it and exports what it says. Until the window holds `min_rows`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from modelops.drift import SEVERITY, DriftReport, LiveWindow, Profile, Thresholds
@@ -30,24 +38,42 @@ class LiveDrift:
     ) -> None:
         self.window = LiveWindow(profile, window=window, thresholds=Thresholds(min_rows=min_rows))
         self._features = list(features)
-        self._classes = [str(c) for c in classes]
+        self._scored = [(i, str(c)) for i, c in enumerate(classes) if str(c) in profile.predictions]
+        self._pending: list[Answered] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
 
     # --- observer (dispatcher thread)
 
     def observe(self, answered: Answered) -> None:
-        rows = [dict(zip(self._features, row, strict=True)) for row in answered.rows]
-        probabilities = [dict(zip(self._classes, p, strict=True)) for p in answered.proba.tolist()]
-        self.window.observe(rows, probabilities)
+        with self._lock:
+            self._pending.append(answered)
+            self._pending_rows += len(answered.rows)
+            full = self._pending_rows >= self.window.window
+        if full:
+            self.flush()
 
     def tick(self, now: float) -> None:
-        pass
+        self.flush()
 
     def close(self) -> None:
-        pass
+        self.flush()
+
+    def flush(self) -> None:
+        """Move every queued row into the window, in one update."""
+        with self._lock:
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        rows = [row for answered in pending for row in answered.rows]
+        columns = dict(zip(self._features, zip(*rows, strict=True), strict=True))
+        proba = np.concatenate([answered.proba for answered in pending])
+        self.window.observe_columns(columns, {c: proba[:, i] for i, c in self._scored}, len(rows))
 
     # --- snapshot (scrape and GET /v1/drift)
 
     def snapshot(self) -> DriftReport:
+        self.flush()
         return self.window.snapshot()
 
     def describe(self) -> Iterator[Metric]:

@@ -1,0 +1,22 @@
+# Shortcuts for what the README describes; every target runs the same commands you could type.
+REF ?= prod
+IMAGE ?= modelops-churn
+BUNDLE ?= build/bundle
+ENGINE ?= $(shell command -v podman || command -v docker)
+BASE_IMAGE ?= docker.io/library/python:3.11-slim
+# e.g. BUILD_FLAGS="--isolation chroot --network host" for podman/buildah without a daemon
+BUILD_FLAGS ?=
+FORMAT_FLAG = $(if $(findstring podman,$(ENGINE)),--format docker,)
+
+.PHONY: image bundle
+
+# Materialise the registry ref (verifying hashes), then build the image tagged with its version.
+image: bundle
+	version=$$(python -c "import json; print(json.load(open('$(BUNDLE)/bundle.json'))['version'])") && \
+	$(ENGINE) build $(FORMAT_FLAG) $(BUILD_FLAGS) -f deploy/Containerfile \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg BUNDLE=$(BUNDLE) \
+		-t $(IMAGE):$$version -t $(IMAGE):$(REF) .
+
+bundle:
+	rm -rf $(BUNDLE)
+	modelops registry bundle $(REF) --out $(BUNDLE)

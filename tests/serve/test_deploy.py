@@ -1,0 +1,157 @@
+"""deploy/ agrees with the app: probes, ports and names in the manifests and the Containerfile, and
+Prometheus config and alert rules that promtool accepts."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+import yaml
+from litestar.testing import TestClient
+
+from modelops.serve.config import ServeConfig
+from tests.conftest import ROOT, require_tool
+
+K8S = ROOT / "deploy" / "k8s"
+CONTAINERFILE = (ROOT / "deploy" / "Containerfile").read_text()
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    docs = [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    return {d["kind"]: d for d in docs}
+
+
+def container() -> dict[str, Any]:
+    return manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_probes_hit_the_apps_health_routes_on_the_served_port(client: TestClient[Any]) -> None:
+    c = container()
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert ports["http"] == int(env["MODELOPS_SERVE_PORT"])
+    assert f"EXPOSE {ports['http']}" in CONTAINERFILE
+    assert f"MODELOPS_SERVE_PORT={ports['http']}" in CONTAINERFILE
+    routes = set(client.get("/schema").json()["paths"])
+    probes = {k: c[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/health/ready"
+    assert probes["livenessProbe"]["path"] == "/health/live"
+    for name, probe in probes.items():
+        assert probe["path"] in routes, name
+        assert probe["port"] in (ports["http"], "http"), name
+        assert client.get(probe["path"]).status_code == 200, name
+    annotations = manifests()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in routes
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+
+
+def test_termination_grace_outlasts_the_servers_drain() -> None:
+    spec = manifests()["Deployment"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in container()["env"]}
+    drain = int(env.get("MODELOPS_SERVE_GRACEFUL_TIMEOUT", ServeConfig().graceful_timeout))
+    pause = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert spec["terminationGracePeriodSeconds"] > drain + pause
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001 and "USER 10001" in CONTAINERFILE
+    resources = container()["resources"]["requests"]
+    assert "cpu" in resources and "memory" in resources
+
+
+def test_service_and_autoscaler_point_at_the_deployment() -> None:
+    m = manifests()
+    deployment = m["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert m["Service"]["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert m["Service"]["spec"]["ports"][0]["targetPort"] in {
+        p["name"] for p in container()["ports"]
+    }
+    target = m["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+
+def test_containerfile_is_multistage_locked_nonroot_with_exec_entrypoint_and_healthcheck() -> None:
+    assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.11-slim$", CONTAINERFILE, re.M)
+    assert len(re.findall(r"^FROM \$\{BASE_IMAGE\}", CONTAINERFILE, re.M)) == 2
+    assert "COPY --from=build" in CONTAINERFILE
+    assert (
+        "uv sync --frozen --no-dev" in CONTAINERFILE
+        and "COPY pyproject.toml uv.lock" in CONTAINERFILE
+    )
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", CONTAINERFILE, re.M)
+    assert entrypoint and json.loads(entrypoint.group(1))[:2] == ["modelops", "serve"]
+    health = re.search(r"^HEALTHCHECK .*\n\s+CMD (.+)$", CONTAINERFILE, re.M)
+    assert health and "/health/ready" in health.group(1)
+    assert re.search(r"^USER 10001", CONTAINERFILE, re.M)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("promtool"), *args],
+        cwd=ROOT / "deploy" / "prometheus",
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_prometheus_config_and_alert_rules_pass_promtool() -> None:
+    for args in (("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")):
+        result = promtool(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_fire_as_their_unit_tests_say() -> None:
+    result = promtool("test", "rules", "alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_uses_metrics_the_service_exports(client: TestClient[Any]) -> None:
+    exported = exported_names(client.get("/metrics").text) | {"up"}
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    for rule in rules["groups"][0]["rules"]:
+        used = metric_names(rule["expr"])
+        assert used and used <= exported, (rule["alert"], used - exported)
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Sample names in a text exposition, and the family names of every # TYPE line."""
+    names = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE")}
+    names |= {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in exposition.splitlines()
+        if line and line[0] != "#"
+    }
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(modelops_[a-z_]+|up)\b(?=\s*[{\[)]|\s*[=!<>])", expr))
+
+
+def dashboard_exprs() -> list[str]:
+    board = json.loads((ROOT / "deploy" / "grafana" / "modelops.json").read_text())
+    return [t["expr"] for p in board["panels"] for t in p["targets"]]
+
+
+def test_dashboard_covers_traffic_errors_latency_predictions_and_drift() -> None:
+    text = " ".join(dashboard_exprs())
+    for needed in (
+        "modelops_http_requests_total",
+        'status=~"5..',
+        "histogram_quantile(0.99",
+        "modelops_predicted_probability_bucket",
+        "modelops_feature_psi",
+    ):
+        assert needed in text, needed
+
+
+def test_metric_name_extraction_sees_what_a_query_uses() -> None:
+    assert metric_names('sum(rate(modelops_x_total{a="b"}[5m])) / up == 0') == {
+        "modelops_x_total",
+        "up",
+    }
+    assert metric_names("histogram_quantile(0.9, sum by (le) (rate(modelops_y_bucket[1m])))") == {
+        "modelops_y_bucket"
+    }
