@@ -151,11 +151,23 @@ def live_window(profile: drift.Profile, seed: int, window: int = 5000) -> None:
     rows = sub.where(sub.notna(), None).to_dict(orient="records")
     live = drift.LiveWindow(profile, window=window, min_rows=300)
     live.observe(rows[:window])
-    requests = rows[window:]
+    # The server queues answered rows and moves them into the window in batches (one dispatcher
+    # tick apart); here batches of 1000 rows, given column-wise as the server gives them.
+    later = sub.iloc[window:]
+    batches = [
+        {
+            name: later[name]
+            .iloc[i : i + 1000]
+            .where(later[name].iloc[i : i + 1000].notna(), None)
+            .tolist()
+            for name in profile.features
+        }
+        for i in range(0, len(later), 1000)
+    ]
     start = time.perf_counter()
-    for row in requests:
-        live.observe([row])
-    observe_us = (time.perf_counter() - start) / len(requests) * 1e6
+    for columns in batches:
+        live.observe_columns(columns)
+    observe_us = (time.perf_counter() - start) / len(later) * 1e6
     start = time.perf_counter()
     for _ in range(100):
         live.snapshot()
@@ -168,9 +180,12 @@ def live_window(profile: drift.Profile, seed: int, window: int = 5000) -> None:
         recent = pd.concat([recent.iloc[1:], frame.iloc[[window + i]]])
         drift.check_frame(profile, recent)
     recount_us = (time.perf_counter() - start) / n * 1e6
-    print(f"\nlive window of {window} rows, {len(profile.features)} features, one row per request:")
-    print(f"  observe: {observe_us:,.1f} us/request; snapshot (per scrape): {snapshot_us:,.0f} us")
-    print(f"  recount of the window per request (baseline): {recount_us:,.0f} us/request")
+    print(f"\nlive window of {window} rows, {len(profile.features)} features:")
+    print(
+        f"  observe (batches of 1000 rows): {observe_us:,.2f} us/row; "
+        f"snapshot (per scrape): {snapshot_us:,.0f} us"
+    )
+    print(f"  recount of the window per answered row (baseline): {recount_us:,.0f} us/row")
     print(f"  ratio: observe is {recount_us / observe_us:,.0f}x cheaper than recounting")
 
 
