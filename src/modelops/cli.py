@@ -428,13 +428,16 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     defaults = ServeConfig()
     for name in FIELDS:
         default = getattr(defaults, name)
-        text = f"{HELP[name]} (env {env_name(name)}, default {default})"
+        shown = "from the bundle" if default is None else default
+        text = f"{HELP[name]} (env {env_name(name)}, default {shown})"
         if isinstance(default, bool):
             p.add_argument(
                 option_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
-            p.add_argument(option_name(name), type=type(default), default=None, help=text)
+            # A field whose default is None (taken from the bundle) holds an int when given.
+            kind = int if default is None else type(default)
+            p.add_argument(option_name(name), type=kind, default=None, help=text)
     p.set_defaults(handler=_serve)
 
 

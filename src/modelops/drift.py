@@ -125,6 +125,7 @@ class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     features: dict[str, FeatureProfile]
     predictions: dict[str, NumericProfile] = msgspec.field(default_factory=dict)
     model_sha256: str | None = None  # the model artifact this profile was computed with
+    live: LiveSettings | None = None  # params.yaml's drift rule and window, for the server
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
@@ -368,6 +369,13 @@ class Thresholds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if self.min_rows < 1:
             raise ValueError(f"min_rows must be at least 1, got {self.min_rows}")
+
+
+class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a server judges its live window, as params.yaml said when the model was profiled."""
+
+    window: int
+    thresholds: Thresholds
 
 
 def classify(value: float, p_value: float, thresholds: Thresholds, tests: int = 1) -> Status:

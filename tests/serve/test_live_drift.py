@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from modelops import bundle, drift, files
+from modelops.errors import SchemaError
 from modelops.schema import infer_and_validate
 from modelops.serve.config import ConfigInvalid, ServeConfig, build
 from modelops.synthetic import generate_customers
@@ -130,3 +133,28 @@ def test_live_drift_can_be_turned_off(trained: Trained, tmp_path: Path) -> None:
         assert c.get("/v1/drift").status_code == 404
         assert "/v1/drift" not in c.get("/schema").json()["paths"]
         assert "modelops_drift_window_rows" not in c.get("/metrics").text
+
+
+def test_window_and_rule_default_to_what_the_profile_recorded_from_params(
+    copy_bundle: Path, tmp_path: Path
+) -> None:
+    profile = drift.Profile.decode((copy_bundle / bundle.PROFILE).read_bytes())
+    rule = drift.Thresholds(moderate=0.15, significant=0.3, alpha=0.05, min_rows=350)
+    live = drift.LiveSettings(window=700, thresholds=rule)
+    files.write_json(
+        copy_bundle / bundle.PROFILE, msgspec.structs.replace(profile, live=live).to_dict()
+    )
+    manifest = bundle.read_manifest(copy_bundle)
+    bundle.write_manifest(
+        copy_bundle, manifest.name, manifest.version, manifest.commit, manifest.stages
+    )
+    with serve_client(copy_bundle, ServeConfig(log_dir=str(tmp_path / "log"))) as c:
+        assert wait_ready(c)["status"] == "ready"
+        snapshot = c.get("/v1/drift").json()
+        assert snapshot["window"] == 700
+        assert snapshot["report"]["thresholds"] == msgspec.to_builtins(rule)
+        assert "modelops_drift_window_capacity 700.0" in c.get("/metrics").text
+    with pytest.raises(
+        SchemaError, match="needs 800 rows before it reports, more than the window of 700"
+    ):
+        serve_client(copy_bundle, ServeConfig(log_dir=str(tmp_path / "log"), drift_min_rows=800))

@@ -117,6 +117,10 @@ def test_profile_covers_every_feature_of_the_training_data(trained_workspace: Pa
         total = sum(feature["counts"]) + feature["missing"] + feature.get("unseen", 0)
         assert total == rows
     assert list(profile["predictions"]) == ["1"]
+    drift_params = load(trained_workspace / "params.yaml").drift
+    assert profile["live"]["window"] == drift_params.window
+    assert profile["live"]["thresholds"]["min_rows"] == drift_params.min_rows
+    assert profile["live"]["thresholds"]["alpha"] == drift_params.alpha
 
 
 def test_prepare_rejects_bad_data_and_leaves_no_outputs(workdir: Path) -> None:

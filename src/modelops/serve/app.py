@@ -142,9 +142,9 @@ class Service:
             scored,
         )
         self.live_drift: LiveDrift | None = None
-        if config.drift_window:
+        if config.drift_window != 0:
             profile_path = bundle_dir / bundle.PROFILE
-            self.live_drift = LiveDrift(
+            self.live_drift = LiveDrift.from_profile(
                 Profile.decode(profile_path.read_bytes(), str(profile_path)),
                 card.feature_schema.names,
                 card.classes,
@@ -396,7 +396,8 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Lit
     @get("/v1/drift", include_in_schema=False)
     async def live_drift() -> Response[bytes]:
         assert service.live_drift is not None  # the route exists only when live drift is on
-        snapshot = DriftSnapshot(config.drift_window, service.live_drift.snapshot())
+        live = service.live_drift
+        snapshot = DriftSnapshot(live.window.window, live.snapshot())
         return Response(_encoder.encode(snapshot), media_type=JSON)
 
     @get("/health/live", include_in_schema=False)

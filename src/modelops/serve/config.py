@@ -36,9 +36,10 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_queue_batches: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     # Live drift: the last `drift_window` answered rows are compared with the training profile;
     # nothing is reported before `drift_min_rows` (small windows make PSI noise look like drift).
-    # 0 turns live drift off (the serve benchmark measures what it costs this way).
-    drift_window: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 5000
-    drift_min_rows: Annotated[int, msgspec.Meta(ge=1)] = 300
+    # Unset, both come from the bundle's profile (params.yaml's drift.window and drift.min_rows).
+    # A window of 0 turns live drift off (the serve benchmark measures what it costs this way).
+    drift_window: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    drift_min_rows: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # SIGTERM: how long in-flight requests may take to finish before the server stops anyway.
     graceful_timeout: Annotated[int, msgspec.Meta(ge=1)] = 30
     access_log: bool = True
@@ -59,8 +60,8 @@ HELP: dict[str, str] = {
     "log_rotate_bytes": "bytes per prediction log segment",
     "log_rotate_seconds": "oldest a prediction log segment may get before it is closed",
     "log_queue_batches": "answered requests that may wait for the log writer (503 beyond)",
-    "drift_window": "answered rows in the live drift window (0: live drift off)",
-    "drift_min_rows": "rows the live drift window needs before it reports PSI",
+    "drift_window": "answered rows in the live drift window (0: off; default: the profile's)",
+    "drift_min_rows": "rows the live window needs before it reports PSI (default: the profile's)",
     "graceful_timeout": "seconds in-flight requests get to finish after SIGTERM",
     "access_log": "write a JSON access line per request",
     "log_level": "debug, info, warning or error",
@@ -102,7 +103,11 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig
         field = text.rsplit("$.", 1)[-1].rstrip("`") if "$." in text else ""
         where = source.get(field, field or "config")
         raise ConfigInvalid(f"{where}: {text.split(' - at ')[0]}") from None
-    if config.drift_window and config.drift_min_rows > config.drift_window:
+    if (
+        config.drift_window
+        and config.drift_min_rows
+        and config.drift_min_rows > config.drift_window
+    ):
         raise ConfigInvalid(
             f"{source.get('drift_min_rows', option_name('drift_min_rows'))}={config.drift_min_rows} "
             f"exceeds {source.get('drift_window', option_name('drift_window'))}={config.drift_window}"

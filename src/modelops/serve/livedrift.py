@@ -1,11 +1,11 @@
 """Answered rows in (from the dispatcher thread, off the request path); the drift of the last N rows
 out, as Prometheus gauges at scrape time and as the `GET /v1/drift` snapshot.
 
-Answered batches are only queued when they arrive; they reach the window in one vectorised update
-per dispatcher tick (at most a second apart), before every snapshot, and whenever a window's worth
-is queued. Per request that is a list append: binning rows one request at a time cost the server
-~20% of its single-row throughput on two cores, binning them together costs well under a
-microsecond a row.
+Answered batches are only queued when they arrive (a list append per request); they reach the
+window in one vectorised update once a second (the dispatcher ticks after every batch, the flush
+waits for FLUSH_SECONDS), before every snapshot, and whenever a window's worth is queued. Binning
+each request's rows as it came cost the server 17% of its single-row throughput on two cores
+(bench/serve.py); a batch costs about 1-2 microseconds a row.
 
 The window itself is `modelops.drift.LiveWindow` (the same bins and rule as the drift stage); this
 module only feeds it and exports what it says. Until the window holds `min_rows` rows it says
@@ -18,11 +18,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from modelops.drift import SEVERITY, DriftReport, LiveWindow, Profile, Thresholds
+from modelops.errors import SchemaError
 from modelops.serve.predlog import Answered
+
+FLUSH_SECONDS = 1.0
+DEFAULT_WINDOW = 5000  # for a profile written before it recorded params.yaml's drift.window
 
 
 class LiveDrift:
@@ -34,14 +39,37 @@ class LiveDrift:
         features: Sequence[str],
         classes: Sequence[Any],
         window: int,
-        min_rows: int,
+        thresholds: Thresholds,
     ) -> None:
-        self.window = LiveWindow(profile, window=window, thresholds=Thresholds(min_rows=min_rows))
+        self.window = LiveWindow(profile, window=window, thresholds=thresholds)
         self._features = list(features)
         self._scored = [(i, str(c)) for i, c in enumerate(classes) if str(c) in profile.predictions]
         self._pending: list[Answered] = []
         self._pending_rows = 0
         self._lock = threading.Lock()
+        self._flushed_at = 0.0
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: Profile,
+        features: Sequence[str],
+        classes: Sequence[Any],
+        window: int | None,
+        min_rows: int | None,
+    ) -> LiveDrift:
+        """The window and drift rule the profile recorded from params.yaml, unless overridden."""
+        live = profile.live
+        size = window or (live.window if live is not None else DEFAULT_WINDOW)
+        thresholds = live.thresholds if live is not None else Thresholds()
+        if min_rows is not None:
+            thresholds = msgspec.structs.replace(thresholds, min_rows=min_rows)
+        if thresholds.min_rows > size:
+            raise SchemaError(
+                f"live drift needs {thresholds.min_rows} rows before it reports, more than the "
+                f"window of {size}; set --drift-window or --drift-min-rows"
+            )
+        return cls(profile, features, classes, size, thresholds)
 
     # --- observer (dispatcher thread)
 
@@ -54,7 +82,9 @@ class LiveDrift:
             self.flush()
 
     def tick(self, now: float) -> None:
-        self.flush()
+        if now - self._flushed_at >= FLUSH_SECONDS:
+            self._flushed_at = now
+            self.flush()
 
     def close(self) -> None:
         self.flush()

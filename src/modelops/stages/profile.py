@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import joblib
+import msgspec
 import pandas as pd
 
 from modelops import files, paths
 from modelops.card import load_card, verify_artifact
-from modelops.drift import build_profile
+from modelops.drift import LiveSettings, Thresholds, build_profile
 from modelops.params import load
 from modelops.stages import run
 
@@ -22,7 +23,9 @@ def main() -> None:
     profile = build_profile(
         schema, train, params.drift.n_bins, card.name, proba, model_sha256=card.artifact.sha256
     )
-    files.write_json(paths.PROFILE, profile.to_dict())
+    # The server judges its live window by the same rule the drift stage uses.
+    live = LiveSettings(params.drift.window, Thresholds.from_params(params.drift))
+    files.write_json(paths.PROFILE, msgspec.structs.replace(profile, live=live).to_dict())
     print(f"profile: {len(profile.features)} features over {len(train)} rows -> {paths.PROFILE}")
 
 
