@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from modelops import files, paths
-from tests.conftest import copy_repo, run
+from tests.conftest import copy_repo, edit_file, run
 from tests.s3 import S3Server, moto_server
 
 BUCKET = "modelops-artifacts"
@@ -116,3 +117,69 @@ def test_pull_without_credentials_fails_and_says_so(
     proc = run("dvc", "pull", str(paths.MODEL), cwd=clone, env=env, check=False)
     assert proc.returncode != 0
     assert not (clone / paths.MODEL).exists()
+
+
+def log_segment(repo: Path, scenario: str, rows: int, seq: int) -> bytes:
+    """A prediction-log segment as the server writes it, for `rows` rows of a demo scenario."""
+    import joblib
+    import pandas as pd
+
+    from modelops.card import load_card, records
+
+    card = load_card(repo / paths.CARD)
+    frame = pd.read_parquet(repo / paths.SCENARIOS / f"{scenario}.parquet").head(rows)
+    proba = joblib.load(repo / paths.MODEL).predict_proba(card.feature_schema.to_model_frame(frame))
+    lines = [
+        {
+            "timestamp": f"2026-11-27T08:{seq:02d}:00.000000Z",
+            "request_id": f"r{seq}-{i}",
+            "model": {"name": card.name, "version": "v1.0.0"},
+            "inputs": inputs,
+            "output": {
+                "label": int(p[1] >= 0.5),
+                "probabilities": {"0": float(p[0]), "1": float(p[1])},
+            },
+        }
+        for i, (inputs, p) in enumerate(
+            zip(records(card.feature_schema, frame), proba, strict=True)
+        )
+    ]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def test_drift_stage_reads_prediction_logs_shipped_to_s3(
+    pushed_repo: Path, s3: S3Server, tmp_path: Path
+) -> None:
+    repo = copy_repo(pushed_repo, tmp_path / "repo")
+    client = s3.client()
+    key = "predictions/churn/predictions-20261127T080000-1-{}.jsonl"
+    client.put_object(Bucket=BUCKET, Key=key.format(1), Body=log_segment(repo, "no_drift", 400, 1))
+    client.put_object(Bucket=BUCKET, Key=key.format(2), Body=log_segment(repo, "no_drift", 200, 2))
+
+    run(
+        "dvc",
+        "import-url",
+        "remote://storage/predictions/churn",
+        "data/production",
+        cwd=repo,
+        env=s3.env,
+    )
+    edit_file(
+        repo / "params.yaml",
+        "incoming: data/scenarios/no_drift.parquet",
+        "incoming: data/production",
+    )
+    run("dvc", "repro", "drift", cwd=repo, env=s3.env)
+    report = files.read_json(repo / paths.DRIFT)
+    assert report["rows"] == 600 and report["source"]["files"] == 2
+    assert report["source"]["served_versions"] == {"v1.0.0": 600}
+    assert report["status"] == "stable"
+
+    # New segments arrive: `dvc update` fetches them, the stage is out of date, repro judges them.
+    client.put_object(Bucket=BUCKET, Key=key.format(3), Body=log_segment(repo, "campaign", 1000, 3))
+    run("dvc", "update", "data/production.dvc", cwd=repo, env=s3.env)
+    assert "drift" in run("dvc", "status", "drift", cwd=repo, env=s3.env).stdout
+    run("dvc", "repro", "drift", cwd=repo, env=s3.env)
+    report = files.read_json(repo / paths.DRIFT)
+    assert report["rows"] == 1600 and report["source"]["files"] == 3
+    assert report["features"]["contract"]["status"] == "significant"

@@ -44,8 +44,10 @@ class LiveDrift:
         self.window = LiveWindow(profile, window=window, thresholds=thresholds)
         self._features = list(features)
         self._scored = [(i, str(c)) for i, c in enumerate(classes) if str(c) in profile.predictions]
-        self._pending: list[Answered] = []
-        self._pending_rows = 0
+        # Only the rows and probabilities are kept until the flush: holding whole answered batches
+        # (request Structs and all) for a second kept thousands of objects alive for the collector.
+        self._rows: list[tuple[Any, ...]] = []
+        self._proba: list[np.ndarray] = []
         self._lock = threading.Lock()
         self._flushed_at = 0.0
 
@@ -75,9 +77,9 @@ class LiveDrift:
 
     def observe(self, answered: Answered) -> None:
         with self._lock:
-            self._pending.append(answered)
-            self._pending_rows += len(answered.rows)
-            full = self._pending_rows >= self.window.window
+            self._rows.extend(answered.rows)
+            self._proba.append(answered.proba)
+            full = len(self._rows) >= self.window.window
         if full:
             self.flush()
 
@@ -92,12 +94,12 @@ class LiveDrift:
     def flush(self) -> None:
         """Move every queued row into the window, in one update."""
         with self._lock:
-            pending, self._pending, self._pending_rows = self._pending, [], 0
-        if not pending:
+            rows, self._rows = self._rows, []
+            probas, self._proba = self._proba, []
+        if not rows:
             return
-        rows = [row for answered in pending for row in answered.rows]
         columns = dict(zip(self._features, zip(*rows, strict=True), strict=True))
-        proba = np.concatenate([answered.proba for answered in pending])
+        proba = np.concatenate(probas)
         self.window.observe_columns(columns, {c: proba[:, i] for i, c in self._scored}, len(rows))
 
     # --- snapshot (scrape and GET /v1/drift)
