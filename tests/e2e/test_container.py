@@ -60,15 +60,9 @@ def base_image(engine: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             cwd=rootfs.parent,
             env=engine,
         )
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            ["podman", "import", "-", BASE],
-            stdin=tar.stdout,
-            env=engine,
-            check=True,
-            capture_output=True,
-        )
-        assert tar.wait() == 0
+        tarball = rootfs.parent / "base.tar"
+        run("tar", "-C", rootfs, "-cf", tarball, ".", cwd=rootfs.parent, env=engine)
+        podman(engine, "import", str(tarball), BASE)
     return BASE
 
 
@@ -111,7 +105,10 @@ def test_image_runs_non_root_with_the_declared_entrypoint_and_healthcheck(
     config = json.loads(podman(engine, "image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["modelops", "serve", "--bundle", "/srv/bundle"]
-    assert "/health/ready" in " ".join(config["Healthcheck"]["Test"])
+    health = json.loads(
+        podman(engine, "image", "inspect", "--format", "{{json .HealthCheck}}", image).stdout
+    )
+    assert "/health/ready" in " ".join(health["Test"])
 
 
 def test_container_serves_the_registered_version_and_stops_cleanly_on_sigterm(
