@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from modelops import __version__, drift, incoming, params, paths, registry
+from modelops import __version__, paths, registry
 from modelops.errors import ModelopsError, SchemaError
 
 if TYPE_CHECKING:
+    from modelops import drift
     from modelops.serve.config import ServeConfig
 
 
@@ -363,6 +364,9 @@ def _read(path: str, what: str, hint: str) -> bytes:
 
 
 def _drift_check(args: argparse.Namespace) -> int:
+    # Imported here: numpy, pandas and pyarrow would slow every other command's start.
+    from modelops import drift, incoming, params
+
     if args.incoming:
         profile = drift.Profile.decode(
             _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
@@ -388,6 +392,8 @@ def _drift_check(args: argparse.Namespace) -> int:
 
 def _warn_if_stale(report: drift.DriftReport) -> None:
     """A report judged against another model than the current profile's is worth a word."""
+    from modelops import drift
+
     if not paths.PROFILE.is_file() or report.model.sha256 is None:
         return
     current = drift.Profile.decode(paths.PROFILE.read_bytes(), str(paths.PROFILE)).model_sha256
