@@ -85,4 +85,9 @@ def verify_bundle(directory: Path | str) -> tuple[Manifest, Card]:
             )
     card = load_card(directory / CARD)
     verify_artifact(card, directory / MODEL)
+    if card.name != manifest.name:
+        raise ArtifactIntegrityError(
+            f"{directory}: the manifest names model {manifest.name!r} but the card {card.name!r}; "
+            "re-materialise the bundle from the registry"
+        )
     return manifest, card

@@ -47,7 +47,9 @@ class ReferenceSample(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     probabilities: list[list[float]]
 
 
-class Card(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a trained model is and where it came from; the card and GET /v1/model both carry it."""
+
     name: str
     estimator: str
     hyperparameters: dict[str, Any]
@@ -58,6 +60,13 @@ class Card(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data: dict[str, DataFingerprint]
     artifact: Artifact
     libraries: dict[str, str]
+
+    def lineage(self) -> dict[str, Any]:
+        """The lineage fields alone, to build another Lineage from this one."""
+        return {field: getattr(self, field) for field in Lineage.__struct_fields__}
+
+
+class Card(Lineage, frozen=True, forbid_unknown_fields=True):
     reference: ReferenceSample
     card_version: int = CARD_VERSION
 

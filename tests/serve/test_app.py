@@ -135,6 +135,7 @@ def test_model_endpoint_returns_version_lineage_and_metrics(
     assert body["artifact"] == card["artifact"]
     assert body["feature_schema"] == card["feature_schema"]
     assert body["libraries"] == card["libraries"]
+    assert "reference" not in body  # training rows stay out of a public endpoint
     assert body["metrics"]["roc_auc"] > 0.6
     assert body["decision"] == {"rule": "threshold", "positive": 1, "threshold": 0.5}
     assert body["ready"] is True
@@ -362,6 +363,12 @@ def test_the_cli_refuses_a_tampered_bundle_with_the_reason(
     assert main(["serve", "--bundle", str(copy_bundle), "--port", "1"]) == 1
     err = capsys.readouterr().err
     assert "does not match the card's 0000000000000000" in err
+
+
+def test_a_bundle_whose_manifest_names_another_model_is_refused(copy_bundle: Path) -> None:
+    bundle.write_manifest(copy_bundle, "fraud", "v1.0.0", "1" * 40, [])
+    with pytest.raises(ArtifactIntegrityError, match="manifest names model 'fraud' but the card"):
+        create_app(copy_bundle, ServeConfig())
 
 
 def test_wrong_reference_predictions_keep_the_server_unready(

@@ -261,19 +261,10 @@ class Service:
             Inference(self.model.path, self.model.detail) if self.model is not None else None
         )
         return ModelDescription(
-            name=manifest.name,
+            **card.lineage(),
             version=manifest.version,
             commit=manifest.commit,
             stages=manifest.stages,
-            artifact=card.artifact,
-            estimator=card.estimator,
-            hyperparameters=card.hyperparameters,
-            preprocess=card.preprocess,
-            seed=card.seed,
-            feature_schema=card.feature_schema,
-            classes=card.classes,
-            data=card.data,
-            libraries=card.libraries,
             metrics=self.evaluation,
             decision=self.decision,
             ready=self.status == "ready",

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from modelops.card import Artifact, DataFingerprint
+from modelops.card import Lineage
 from modelops.drift import DriftReport
 from modelops.errors import DataIssue, DataValidationError
 from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature
@@ -87,22 +87,12 @@ class Inference(msgspec.Struct, frozen=True):
     detail: str
 
 
-class ModelDescription(msgspec.Struct, frozen=True):
+class ModelDescription(Lineage, frozen=True):
     """GET /v1/model: which model answers, where it came from, and how well it scored."""
 
-    name: str
     version: str
     commit: str
     stages: list[str]
-    artifact: Artifact
-    estimator: str
-    hyperparameters: dict[str, Any]
-    preprocess: dict[str, Any]
-    seed: int
-    feature_schema: FeatureSchema
-    classes: list[str | int]
-    data: dict[str, DataFingerprint]
-    libraries: dict[str, str]
     metrics: dict[str, Any]
     decision: Decision
     ready: bool
