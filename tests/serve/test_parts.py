@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,7 @@ import pytest
 
 from modelops.cli import main
 from modelops.serve import config as serve_config
+from modelops.serve import predlog
 from modelops.serve.predictor import Batcher, model_thread
 from modelops.serve.predlog import Answered, Dispatcher, PredictionLog
 
@@ -82,6 +88,67 @@ def test_a_restart_never_reuses_a_segment_name(tmp_path: Path) -> None:
     second.observe(answered(1))
     second.close()
     assert len(list(tmp_path.glob("*.jsonl"))) == 2
+
+
+def test_a_segment_left_open_by_a_killed_writer_is_recovered_to_its_last_whole_line(
+    tmp_path: Path,
+) -> None:
+    # A real writer process killed with SIGKILL mid-stream: its 1 MiB buffer reached the file, the
+    # rest of its rows (and the end of a line, most likely) did not.
+    hours_ago = time.time() - 7200
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_parts import answered, make_log
+log = make_log(Path({str(tmp_path)!r}), rotate_rows=10**9)
+for i in range(100):
+    log.observe(answered(100, f"r{{i}}", timestamp={hours_ago}))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [left] = list(tmp_path.iterdir())
+    assert left.name.endswith(".jsonl.open")
+    size = left.stat().st_size
+    assert size > 0
+
+    restarted = make_log(tmp_path, rotate_seconds=300)  # the next server on this directory
+    [segment] = list(tmp_path.iterdir())
+    assert segment.name == left.name.removesuffix(".open")
+    data = segment.read_bytes()
+    assert data.endswith(b"\n") and len(data) > size - 1000  # at most a torn line was cut
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert [line["request_id"] for line in lines[:100]] == ["r0"] * 100
+    restarted.close()
+
+
+def test_recovery_leaves_live_segments_alone_and_runs_while_serving(tmp_path: Path) -> None:
+    now = time.time()
+
+    def open_segment(opened: float, seq: int, content: bytes) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(opened))
+        path = tmp_path / f"predictions-{stamp}-999999-{seq:06d}.jsonl.open"
+        path.write_bytes(content)
+        return path
+
+    young = open_segment(now - 60, 1, b'{"a": 1}\n')  # its writer may still be running
+    torn_only = open_segment(now - 3600, 2, b'{"a": ')  # not one whole line: removed
+    foreign = tmp_path / "notes.jsonl.open"
+    foreign.write_bytes(b"x")
+    log = make_log(tmp_path, rotate_seconds=300)
+    assert young.exists() and foreign.exists() and not torn_only.exists()
+    assert not list(tmp_path.glob("*.jsonl"))
+
+    log.observe(answered(1, timestamp=now))
+    [own] = list(tmp_path.glob(f"*-{os.getpid()}-*.open"))
+    later = now + 300 + predlog.ABANDONED_GRACE + predlog.RECOVERY_SECONDS
+    log.tick(later - 1)  # own segment is rotated by age here, then never touched by recovery
+    log.tick(later)
+    assert not young.exists()
+    assert young.with_name(young.name.removesuffix(".open")).read_bytes() == b'{"a": 1}\n'
+    assert foreign.exists() and not own.exists()
+    log.close()
 
 
 class Recorder:

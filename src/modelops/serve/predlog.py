@@ -6,7 +6,10 @@ a live drift window can be a third without touching the request path.
 
 Segments are `predictions-<UTC yyyymmddTHHMMSS>-<pid>-<seq>.jsonl` in the configured directory.
 A segment being written carries an extra `.open` suffix and is renamed when rotated (by rows,
-bytes or age) or closed, so a reader that takes only `*.jsonl` never sees half a segment. One line
+bytes or age) or closed, so a reader that takes only `*.jsonl` never sees half a segment. A process
+that was killed (SIGKILL, OOM, power loss) leaves its `.open` segment behind; a writer that finds
+one older than any live writer keeps a segment open (`rotate_seconds` + `ABANDONED_GRACE`) cuts it
+back to its last whole line and renames it, so those rows still reach the drift stage. One line
 per answered row:
 
     {"timestamp": "<ISO-8601 UTC>", "request_id": "...", "model": {"name": ..., "version": ...},
@@ -41,6 +44,11 @@ FLUSH_SECONDS = 1.0
 # ran as fast as without it (interleaved A/B runs). If the writer ever falls behind, the bounded
 # queue turns that into 503s, not lost rows.
 WRITER_NICENESS = 19
+# A writer closes its segment within `rotate_seconds` of opening it (checked every tick, about once
+# a second); an `.open` segment this much older than that has no writer left.
+ABANDONED_GRACE = 300.0
+RECOVERY_SECONDS = 60.0  # how often a running writer looks for abandoned segments
+_CHUNK = 1 << 20
 
 log = logging.getLogger(logs.SERVER)
 
@@ -108,6 +116,8 @@ class PredictionLog:
         self._bytes = 0
         self._dirty = False
         self._flushed = 0.0
+        self._recovered_at = time.time()
+        self.recover(self._recovered_at)
 
     def observe(self, answered: Answered) -> None:
         timestamp, request_id, model = iso_utc(answered.timestamp), answered.request_id, self._model
@@ -128,6 +138,9 @@ class PredictionLog:
             self._finish()
 
     def tick(self, now: float) -> None:
+        if now - self._recovered_at >= RECOVERY_SECONDS:
+            self._recovered_at = now
+            self.recover(now)
         if self._file is None:
             return
         if now - self._opened >= self._rotate_seconds:
@@ -140,6 +153,40 @@ class PredictionLog:
 
     def close(self) -> None:
         self._finish()
+
+    def recover(self, now: float) -> list[Path]:
+        """Finish every `.open` segment that no writer can still be writing; return their new paths."""
+        cutoff = now - self._rotate_seconds - ABANDONED_GRACE
+        recovered = []
+        for path in sorted(self.directory.glob(f"predictions-*{SUFFIX}{OPEN_SUFFIX}")):
+            opened = _opened_at(path.name)
+            if path == self._path or opened is None or opened >= cutoff:
+                continue
+            try:
+                final, rows, dropped = _seal(path)
+            except FileNotFoundError:
+                continue  # another writer sharing the directory got there first
+            except OSError as exc:  # a stale segment must never stop the server from logging
+                logs.event(
+                    log,
+                    logging.ERROR,
+                    "cannot recover a prediction log segment",
+                    segment=str(path),
+                    error=str(exc),
+                )
+                continue
+            logs.event(
+                log,
+                logging.WARNING,
+                "recovered a prediction log segment left open by a stopped writer",
+                segment=str(final or path),
+                rows=rows,
+                dropped_bytes=dropped,
+            )
+            if final is not None:
+                recovered.append(final)
+                self._on_segment(final)
+        return recovered
 
     def _open(self, now: float) -> IO[bytes]:
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
@@ -175,6 +222,51 @@ class PredictionLog:
         os.replace(path, final)
         _fsync_dir(path.parent)
         self._on_segment(final)
+
+
+def _opened_at(name: str) -> float | None:
+    """The UTC second a segment was opened, from its name; None for a name this log did not write."""
+    try:
+        stamp = name.split("-")[1]
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
+    except (IndexError, ValueError):
+        return None
+
+
+def _seal(path: Path) -> tuple[Path | None, int, int]:
+    """Cut an abandoned segment back to its last whole line and give it its final name.
+
+    Returns the final path (None when not one whole line was left and the file was removed), the
+    rows kept and the bytes of a torn last line that were dropped.
+    """
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        end = size
+        while end > 0:  # find the last newline, reading backwards a chunk at a time
+            start = max(0, end - _CHUNK)
+            f.seek(start)
+            cut = f.read(end - start).rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        rows = 0
+        f.seek(0)
+        while f.tell() < end:
+            rows += f.read(min(_CHUNK, end - f.tell())).count(b"\n")
+        if end < size:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    if end == 0:
+        path.unlink()
+        return None, 0, size
+    final = path.with_name(path.name[: -len(OPEN_SUFFIX)])
+    if final.exists():  # never overwrite a finished segment
+        raise FileExistsError(f"{final}: exists; {path.name} left as it is")
+    os.replace(path, final)
+    _fsync_dir(path.parent)
+    return final, rows, size - end
 
 
 def _fsync_dir(directory: Path) -> None:
