@@ -243,3 +243,31 @@ def read_log(log_dir: Path) -> list[dict[str, Any]]:
     for segment in sorted(log_dir.glob("predictions-*.jsonl")):
         lines += [json.loads(line) for line in segment.read_text().splitlines()]
     return lines
+
+
+# Bodies no client may use to get a 5xx or its own input echoed back: (name, body, content type,
+# status the service answers).
+HOSTILE: list[tuple[str, bytes, str, int]] = [
+    ("10 MB body", b'{"instances": [' + b" " * (10 << 20) + b"]}", "application/json", 413),
+    (
+        "deep nesting",
+        b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "application/json",
+        400,
+    ),
+    ("deep nesting, unterminated", b"[" * 200_000, "application/json", 400),
+    ("huge number", b'{"instances": [{"age": 1e999999}]}', "application/json", 400),
+    ("huge integer", b'{"instances": [{"age": ' + b"9" * 5000 + b"}]}", "application/json", 400),
+    ("string for a number", b'{"instances": [{"age": "SECRET-forty"}]}', "application/json", 400),
+    ("empty instances", b'{"instances": []}', "application/json", 400),
+    ("no instances", b"{}", "application/json", 400),
+    ("empty body", b"", "application/json", 400),
+    ("json null", b"null", "application/json", 400),
+    ("wrong content type", b'{"instances": []}', "text/plain", 415),
+    ("form content type", b"instances=1", "application/x-www-form-urlencoded", 415),
+    ("latin-1 charset", b'{"instances": []}', "application/json; charset=latin-1", 415),
+    ("no content type", b'{"instances": []}', "", 415),
+    ("invalid utf-8", b'{"instances": [{"region": "SECRET\xff\xfe"}]}', "application/json", 400),
+    ("truncated", b'{"instances": [{"age": 1', "application/json", 400),
+    ("NaN", b'{"instances": [{"age": NaN}]}', "application/json", 400),
+]

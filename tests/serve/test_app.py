@@ -21,7 +21,7 @@ from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig
 from tests.conftest import require_tool
 
-from .conftest import Trained, post, read_log, serve_client, wait_ready
+from .conftest import HOSTILE, Trained, post, read_log, serve_client, wait_ready
 
 TOL = 1e-9
 
@@ -145,32 +145,6 @@ def test_model_endpoint_returns_version_lineage_and_metrics(
 def test_health_endpoints(client: TestClient[Any]) -> None:
     assert client.get("/health/live").json() == {"status": "live", "reason": None}
     assert client.get("/health/ready").json() == {"status": "ready", "reason": None}
-
-
-HOSTILE: list[tuple[str, bytes, str, int]] = [
-    ("10 MB body", b'{"instances": [' + b" " * (10 << 20) + b"]}", "application/json", 413),
-    (
-        "deep nesting",
-        b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-        "application/json",
-        400,
-    ),
-    ("deep nesting, unterminated", b"[" * 200_000, "application/json", 400),
-    ("huge number", b'{"instances": [{"age": 1e999999}]}', "application/json", 400),
-    ("huge integer", b'{"instances": [{"age": ' + b"9" * 5000 + b"}]}", "application/json", 400),
-    ("string for a number", b'{"instances": [{"age": "SECRET-forty"}]}', "application/json", 400),
-    ("empty instances", b'{"instances": []}', "application/json", 400),
-    ("no instances", b"{}", "application/json", 400),
-    ("empty body", b"", "application/json", 400),
-    ("json null", b"null", "application/json", 400),
-    ("wrong content type", b'{"instances": []}', "text/plain", 415),
-    ("form content type", b"instances=1", "application/x-www-form-urlencoded", 415),
-    ("latin-1 charset", b'{"instances": []}', "application/json; charset=latin-1", 415),
-    ("no content type", b'{"instances": []}', "", 415),
-    ("invalid utf-8", b'{"instances": [{"region": "SECRET\xff\xfe"}]}', "application/json", 400),
-    ("truncated", b'{"instances": [{"age": 1', "application/json", 400),
-    ("NaN", b'{"instances": [{"age": NaN}]}', "application/json", 400),
-]
 
 
 @pytest.mark.parametrize(
