@@ -95,6 +95,18 @@ def add_registry_commands(commands: Any) -> None:
     p.add_argument("--stage", required=True, help="stage to roll back, e.g. prod")
     p.set_defaults(handler=_registry_rollback)
 
+    p = sub.add_parser(
+        "deregister",
+        parents=[common],
+        help="withdraw a version: history kept, no stage, no bundle (GTO's deregistration)",
+    )
+    p.add_argument("ref", help="version (v1.2.0)")
+    p.add_argument(
+        "--force", action="store_true", help="also when it holds a stage (left without a model)"
+    )
+    p.add_argument("-m", "--message", help="annotation of the deregistration tag")
+    p.set_defaults(handler=_registry_deregister)
+
     p = sub.add_parser("diff", parents=[common], help="metrics, params and data of two versions")
     p.add_argument("a", help="version or stage")
     p.add_argument("b", help="version or stage")
@@ -265,6 +277,15 @@ def _registry_promote(args: argparse.Namespace) -> int:
 
 def _registry_rollback(args: argparse.Namespace) -> int:
     _print_transition(registry.rollback(args.stage, args.repo), "rolled back")
+    return 0
+
+
+def _registry_deregister(args: argparse.Namespace) -> int:
+    d = registry.deregister(args.ref, args.repo, force=args.force, message=args.message)
+    released = f"; {', '.join(d.released)} now without a model" if d.released else ""
+    print(f"deregistered {d.name}@{d.version}{released}")
+    print(f"  tag: {d.tag}")
+    print(f"  share: git push origin {d.tag}")
     return 0
 
 

@@ -148,6 +148,15 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     tags: list[str]
 
 
+class Deregistration(msgspec.Struct, frozen=True, kw_only=True):
+    """A version withdrawn, the tag that recorded it and the stages it gave up."""
+
+    name: str
+    version: str
+    tag: str
+    released: list[str]
+
+
 class DiffRow(msgspec.Struct, frozen=True):
     key: str
     a: Any
@@ -539,6 +548,38 @@ def rollback(stage: str, repo: Path | str = Path(".")) -> Transition:
         )
     note = f"roll back {stage} from {holder or 'nothing'} to {target.version}"
     return _transition(repo, registry, stage, target, holder, note, "rollback")
+
+
+def deregister(
+    ref: str, repo: Path | str = Path("."), force: bool = False, message: str | None = None
+) -> Deregistration:
+    """Withdraw a version: it keeps its history but can hold no stage and is never bundled again.
+
+    A version that holds a stage is refused unless `force`, because the stage would be left empty
+    (for us as for GTO and `dvc artifacts get`, a deregistered version holds nothing).
+    """
+    repo = Path(repo)
+    registry = read(repo)
+    v = resolve(registry, ref)
+    if v.deregistered:
+        raise RegistryError(f"{v.tag} is already deregistered; nothing to do")
+    if v.stages and not force:
+        held = ", ".join(v.stages)
+        raise RegistryError(
+            f"{v.tag} holds {held}; promote another version to {held} first, or pass --force "
+            f"to leave {held} without a model"
+        )
+    counter = max((e.counter or 0 for e in registry.events), default=0) + 1
+    tag = f"{registry.name}@{v.version}!#{counter}"
+    _check_tag_name(tag, registry.name, version=v.version)
+    if _ref_exists(repo, tag):
+        raise RegistryError(
+            f"tag {tag} already exists (another registry change happened meanwhile); run again"
+        )
+    released = f"; {', '.join(v.stages)} left without a model" if v.stages else ""
+    text = message or f"deregister {v.version}{released}"
+    _write_tags(repo, registry, [(tag, v.commit, text)])
+    return Deregistration(name=registry.name, version=v.version, tag=tag, released=list(v.stages))
 
 
 def is_rollback(event: Event) -> bool:

@@ -261,6 +261,51 @@ def test_promote_refuses_a_version_gto_deregistered(
     assert "deregistered" in modelops(repo, capsys, "list")[1]
 
 
+def test_deregister_withdraws_a_version_as_gto_reads_it(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.1.0", "prod", repo)
+    code, out, _ = modelops(repo, capsys, "deregister", "v1.0.0", "-m", "trained on a bad export")
+    assert code == 0 and "deregistered churn@v1.0.0" in out
+    [tag] = [t for t in tags(repo) if "!" in t and t.startswith("churn@")]
+    assert tag == "churn@v1.0.0!#2" and f"tag: {tag}" in out
+    reg = registry.read(repo)
+    assert [v.version for v in reg.versions if v.deregistered] == ["v1.0.0"]
+    assert reg.stages == {"prod": "v1.1.0"}
+    assert_agrees_with_gto(repo)  # gto no longer lists v1.0.0
+    assert "deregistered" in modelops(repo, capsys, "list")[1]
+
+    # Withdrawn means withdrawn: no stage, no bundle, no second deregistration.
+    before = tags(repo)
+    for args, message in [
+        (("promote", "v1.0.0", "--stage", "staging"), "is deregistered"),
+        (("bundle", "v1.0.0", "--out", str(tmp_path / "b")), "is deregistered"),
+        (("deregister", "v1.0.0"), "already deregistered"),
+        (("deregister", "v7.0.0"), "no version 'v7.0.0'"),
+    ]:
+        code, _, err = modelops(repo, capsys, *args)
+        assert code == 1 and message in err, args
+    assert tags(repo) == before and not (tmp_path / "b").exists()
+
+
+def test_deregister_refuses_the_version_serving_a_stage_unless_forced(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.1.0", "prod", repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "deregister", "v1.1.0")
+    assert code == 1 and "holds prod" in err and "--force" in err
+    assert tags(repo) == before and registry.read(repo).stages == {"prod": "v1.1.0"}
+
+    code, out, _ = modelops(repo, capsys, "deregister", "v1.1.0", "--force")
+    assert code == 0 and "prod now without a model" in out
+    assert registry.read(repo).stages == {}
+    assert_agrees_with_gto(repo)
+    # The stage is empty, not silently handed back to a version the user never chose again.
+    code, _, err = modelops(repo, capsys, "bundle", "prod", "--out", str(repo / "b"))
+    assert code == 1 and "prod" in err
+
+
 @pytest.mark.parametrize(
     ("ref", "stage", "message"),
     [
