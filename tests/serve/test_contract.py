@@ -164,6 +164,21 @@ def test_malformed_bodies_are_described_not_echoed(contract: Contract) -> None:
     assert (field, message) == ("$", "not valid JSON: Input data was truncated")
 
 
+def test_answers_name_every_class_and_encode_in_class_order() -> None:
+    multiclass = msgspec.structs.replace(SCHEMA, target=Target("plan", ["basic", "plus", "pro"]))
+    contract = Contract(multiclass, max_instances=5)
+    [answer] = contract.predictions(["plus"], [[0.25, 0.5, 0.25]])
+    assert json.loads(msgspec.json.encode(answer)) == {
+        "label": "plus",
+        "probabilities": {"basic": 0.25, "plus": 0.5, "pro": 0.25},
+    }
+    schemas = contract.openapi("plan", "v1")["components"]["schemas"]
+    assert schemas["Prediction"]["properties"]["label"]["enum"] == ["basic", "plus", "pro"]
+    probabilities = schemas["Probabilities"]
+    assert probabilities["required"] == ["basic", "plus", "pro"]
+    assert all(probabilities["properties"][c] == {"type": "number"} for c in ["basic", "plus"])
+
+
 def test_openapi_document_carries_the_contract(contract: Contract) -> None:
     doc = contract.openapi("churn", "v1")
     instance = doc["components"]["schemas"]["Instance"]

@@ -44,8 +44,6 @@ from modelops.serve.contract import (
     Inference,
     ModelDescription,
     ModelRef,
-    Prediction,
-    PredictResponse,
 )
 from modelops.serve.livedrift import LiveDrift
 from modelops.serve.metrics import MEDIA_TYPE, RequestObserver, ServeMetrics
@@ -152,7 +150,6 @@ class Service:
                 config.drift_min_rows,
             )
             self.metrics.registry.register(self.live_drift)
-        self.class_keys = [str(c) for c in card.classes]
         self.openapi = _encoder.encode(
             self.contract.openapi(
                 f"modelops: {self.manifest.name}",
@@ -301,16 +298,12 @@ class Service:
             )
         labels = labels_for(proba, model.classes, self.decision)
         request_id = state["request_id"]
-        keys = self.class_keys
-        predictions = [
-            Prediction(label, dict(zip(keys, p, strict=True)))
-            for label, p in zip(labels, proba.tolist(), strict=True)
-        ]
+        predictions = self.contract.predictions(labels, proba.tolist())
         answered = Answered(time.time(), request_id, rows, proba, labels, instances, predictions)
         if not dispatcher.offer(answered):
             # A 200 must be in the prediction log; rather no answer than an unrecorded one.
             raise ServiceUnavailableException(detail="prediction log is backlogged; retry shortly")
-        response = PredictResponse(self.model_ref, predictions, request_id)
+        response = self.contract.response_type(self.model_ref, predictions, request_id)
         return Response(_encoder.encode(response), media_type=JSON)
 
     def _not_ready(self) -> str:

@@ -40,17 +40,6 @@ class ModelRef(msgspec.Struct, frozen=True):
     sha256: str
 
 
-class Prediction(msgspec.Struct, frozen=True):
-    label: str | int
-    probabilities: dict[str, float]
-
-
-class PredictResponse(msgspec.Struct, frozen=True):
-    model: ModelRef
-    predictions: list[Prediction]
-    request_id: str
-
-
 class FieldError(msgspec.Struct, frozen=True):
     field: str  # JSON path into the request, `$` for the request as a whole
     message: str
@@ -138,6 +127,35 @@ class Contract:
             frozen=True,
         )
         self._decoder = msgspec.json.Decoder(self.request_type)
+        # The answer, built from the target the same way: one probability field per class (on the
+        # wire, the class as a string) and the label one of the classes. Structs, not dicts: a
+        # 1000-row answer is built in a third of the time.
+        classes = schema.target.classes
+        self.probabilities_type: type[msgspec.Struct] = msgspec.defstruct(
+            "Probabilities",
+            [(f"p{i}", float) for i in range(len(classes))],
+            rename={f"p{i}": str(c) for i, c in enumerate(classes)},
+            frozen=True,
+            gc=False,
+        )
+        self.prediction_type: type[msgspec.Struct] = msgspec.defstruct(
+            "Prediction",
+            [
+                ("label", Literal[tuple(classes)]),
+                ("probabilities", self.probabilities_type),
+            ],
+            frozen=True,
+            gc=False,
+        )
+        self.response_type: type[msgspec.Struct] = msgspec.defstruct(
+            "PredictResponse",
+            [
+                ("model", ModelRef),
+                ("predictions", list[self.prediction_type]),  # type: ignore[name-defined]
+                ("request_id", str),
+            ],
+            frozen=True,
+        )
         self._astuple = msgspec.structs.astuple
         # Lenient categorical features: their position and known categories, to count unseen ones.
         self._lenient = [
@@ -165,6 +183,15 @@ class Contract:
         astuple = self._astuple
         return instances, [astuple(instance) for instance in instances]
 
+    def predictions(
+        self, labels: Sequence[Any], proba: Sequence[Sequence[float]]
+    ) -> list[msgspec.Struct]:
+        """One answer per row: its label and its probability of each class, in class order."""
+        prediction, probabilities = self.prediction_type, self.probabilities_type
+        return [
+            prediction(label, probabilities(*p)) for label, p in zip(labels, proba, strict=True)
+        ]
+
     def unseen_categories(self, rows: Sequence[Row]) -> dict[str, int]:
         """Per lenient categorical feature, how many rows carry a category training never saw."""
         counts: dict[str, int] = {}
@@ -183,7 +210,7 @@ class Contract:
             msgspec.json.schema_components(
                 [
                     self.request_type,
-                    PredictResponse,
+                    self.response_type,
                     ErrorResponse,
                     Health,
                     ModelDescription,
