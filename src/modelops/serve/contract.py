@@ -107,6 +107,7 @@ class Contract:
             rename={f"f{i}": name for i, name in enumerate(self.names)},
             forbid_unknown_fields=True,
             frozen=True,
+            gc=False,  # scalar fields only: no cycles, nothing for the collector to track
         )
         self.request_type: type[msgspec.Struct] = msgspec.defstruct(
             "PredictRequest",
