@@ -89,6 +89,9 @@ def test_rows_like_training_are_stable_and_gauges_match_the_snapshot(
         report["predictions"]["1"]["psi"]
     )
     assert gauge(metrics, "modelops_drift_window_rows") == WINDOW
+    # What the window cost is counted, so it can be compared with the server's CPU time.
+    busy = gauge(metrics, "modelops_drift_update_seconds_total")
+    assert busy is not None and 0 < busy < 5
 
 
 def test_a_campaign_moves_exactly_its_features_and_old_rows_leave_the_window(

@@ -15,12 +15,13 @@ module only feeds it and exports what it says. Until the window holds `min_rows`
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from modelops.drift import SEVERITY, DriftReport, LiveWindow, Profile, Thresholds
 from modelops.errors import SchemaError
@@ -50,6 +51,9 @@ class LiveDrift:
         self._proba: list[np.ndarray] = []
         self._lock = threading.Lock()
         self._flushed_at = 0.0
+        # CPU seconds (this thread's, not wall time) spent queueing and binning rows: what live
+        # drift costs the process, whatever else competes for the cores meanwhile.
+        self._busy = 0.0
 
     @classmethod
     def from_profile(
@@ -76,10 +80,12 @@ class LiveDrift:
     # --- observer (dispatcher thread)
 
     def observe(self, answered: Answered) -> None:
+        started = time.thread_time()
         with self._lock:
             self._rows.extend(answered.rows)
             self._proba.append(answered.proba)
             full = len(self._rows) >= self.window.window
+            self._busy += time.thread_time() - started
         if full:
             self.flush()
 
@@ -98,9 +104,12 @@ class LiveDrift:
             probas, self._proba = self._proba, []
         if not rows:
             return
+        started = time.thread_time()
         columns = dict(zip(self._features, zip(*rows, strict=True), strict=True))
         proba = np.concatenate(probas)
         self.window.observe_columns(columns, {c: proba[:, i] for i, c in self._scored}, len(rows))
+        with self._lock:
+            self._busy += time.thread_time() - started
 
     # --- snapshot (scrape and GET /v1/drift)
 
@@ -121,6 +130,12 @@ class LiveDrift:
         capacity = GaugeMetricFamily(
             "modelops_drift_window_capacity", "Rows the live drift window holds when full"
         )
+        busy = CounterMetricFamily(
+            "modelops_drift_update_seconds",
+            "CPU seconds spent queueing answered rows and binning them into the live drift window",
+        )
+        with self._lock:
+            busy.add_metric([], self._busy)
         psi = GaugeMetricFamily(
             "modelops_feature_psi",
             "PSI of each feature over the live window against the training profile",
@@ -158,4 +173,4 @@ class LiveDrift:
                 prediction_severity.add_metric([cls], SEVERITY[d.status])
                 if d.psi is not None:
                     prediction_psi.add_metric([cls], d.psi)
-        return [rows, capacity, psi, p_value, severity, prediction_psi, prediction_severity]
+        return [rows, capacity, busy, psi, p_value, severity, prediction_psi, prediction_severity]
