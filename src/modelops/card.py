@@ -47,7 +47,7 @@ class ReferenceSample(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     probabilities: list[list[float]]
 
 
-class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What a trained model is and where it came from; the card and GET /v1/model both carry it."""
 
     name: str
@@ -61,12 +61,12 @@ class Lineage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     artifact: Artifact
     libraries: dict[str, str]
 
-    def lineage(self) -> dict[str, Any]:
-        """The lineage fields alone, to build another Lineage from this one."""
-        return {field: getattr(self, field) for field in Lineage.__struct_fields__}
+    def provenance(self) -> dict[str, Any]:
+        """The provenance fields alone, to build another Provenance from this one."""
+        return {field: getattr(self, field) for field in Provenance.__struct_fields__}
 
 
-class Card(Lineage, frozen=True, forbid_unknown_fields=True):
+class Card(Provenance, frozen=True, forbid_unknown_fields=True):
     reference: ReferenceSample
     card_version: int = CARD_VERSION
 

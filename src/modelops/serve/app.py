@@ -258,7 +258,7 @@ class Service:
             Inference(self.model.path, self.model.detail) if self.model is not None else None
         )
         return ModelDescription(
-            **card.lineage(),
+            **card.provenance(),
             version=manifest.version,
             commit=manifest.commit,
             stages=manifest.stages,

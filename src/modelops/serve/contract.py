@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from modelops.card import Lineage
+from modelops.card import Provenance
 from modelops.drift import DriftReport
 from modelops.errors import DataIssue, DataValidationError
 from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature
@@ -76,7 +76,7 @@ class Inference(msgspec.Struct, frozen=True):
     detail: str
 
 
-class ModelDescription(Lineage, frozen=True):
+class ModelDescription(Provenance, frozen=True):
     """GET /v1/model: which model answers, where it came from, and how well it scored."""
 
     version: str
