@@ -240,6 +240,9 @@ def test_metrics_count_requests_predictions_failures_and_unseen_categories(
         metric(text, "modelops_http_requests_total", endpoint="other", method="GET", status="404")
         == 1
     )
+    # Every route of the app is its own label (wait_ready polled this one until it said 200).
+    ready = {"endpoint": "/health/ready", "method": "GET", "status": "200"}
+    assert metric(text, "modelops_http_requests_total", **ready) >= 1
     assert metric(text, "modelops_validation_failures_total", field="age") == 1
     assert metric(text, "modelops_unknown_categories_total", feature="region") == 1
     assert metric(text, "modelops_unknown_categories_total", feature="plan") == 1

@@ -424,6 +424,10 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Lit
     app.state.service = service
     # Outermost, so 404/405/413 answers get the headers, the metrics and an access line too.
     app.asgi_handler = RequestObserver(
-        app.asgi_handler, service.metrics, service.manifest.version, config.access_log
+        app.asgi_handler,
+        service.metrics,
+        service.manifest.version,
+        config.access_log,
+        endpoints=frozenset(route.path for route in app.routes),
     )
     return app

@@ -34,18 +34,6 @@ from modelops.serve import logs
 
 # Litestar appends "; charset=utf-8" to text/* media types itself.
 MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-ENDPOINTS = frozenset(
-    {
-        "/v1/predict",
-        "/v1/model",
-        "/v1/drift",
-        "/health/live",
-        "/health/ready",
-        "/metrics",
-        "/schema",
-        "/schema/openapi.json",
-    }
-)
 OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
@@ -286,8 +274,16 @@ def request_id_from(scope: dict[str, Any]) -> str:
 class RequestObserver:
     """Outermost ASGI layer: it sees every response, including Litestar's 404/405/413."""
 
-    def __init__(self, app: Any, metrics: ServeMetrics, version: str, access: bool) -> None:
+    def __init__(
+        self,
+        app: Any,
+        metrics: ServeMetrics,
+        version: str,
+        access: bool,
+        endpoints: frozenset[str],
+    ) -> None:
         self.app = app
+        self.endpoints = endpoints  # the app's routes; any other path is counted as OTHER
         self.metrics = metrics
         self.version = version.encode()
         self.access = access
@@ -317,7 +313,7 @@ class RequestObserver:
             self.metrics.in_flight.dec()
             seconds = time.perf_counter() - start
             path = scope["path"]
-            endpoint = path if path in ENDPOINTS else OTHER
+            endpoint = path if path in self.endpoints else OTHER
             self.metrics.observe_request(endpoint, scope["method"], status, seconds)
             if self.access:
                 client = scope.get("client")
