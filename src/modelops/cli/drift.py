@@ -1,0 +1,109 @@
+"""`modelops drift check`: a drift report (or incoming rows and a profile) in, the report printed
+and an exit status for cron and CI out.
+
+numpy, pandas and pyarrow are imported only when the command runs, so other commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from modelops import paths
+from modelops.errors import ModelopsError, SchemaError
+
+if TYPE_CHECKING:
+    from modelops import drift
+
+
+DRIFT_EXIT = 3  # `drift check --fail-on`: drift at or above the level (1 stays "could not check")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("drift", help="check incoming data against the model's profile")
+    actions = group.add_subparsers(dest="drift_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="print the drift report; exit 3 when drift reaches --fail-on",
+        description=(
+            "Print the drift report the drift stage wrote (metrics/drift.json), or with "
+            "--incoming judge a file or directory directly against a profile. Thresholds come "
+            "from ./params.yaml when present, else the defaults. Exit status: 0 checked, "
+            f"{DRIFT_EXIT} drift at or above --fail-on, 1 could not check, 2 usage error."
+        ),
+    )
+    check.add_argument(
+        "--fail-on",
+        choices=["moderate", "significant"],
+        help="exit 3 when the overall status is at least this (for cron and CI)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--report", default=str(paths.DRIFT), help="the report to read (default: %(default)s)"
+    )
+    check.add_argument(
+        "--incoming",
+        metavar="PATH",
+        help="judge this file or directory (parquet, CSV, prediction-log segments) directly; "
+        "prediction drift then comes from logged probabilities only",
+    )
+    check.add_argument(
+        "--profile",
+        default=str(paths.PROFILE),
+        help="the reference profile for --incoming (default: %(default)s)",
+    )
+    check.set_defaults(handler=_check)
+
+
+def _read(path: str, what: str, hint: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelopsError(f"{path}: {what} not found ({hint})") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    # Imported here: numpy, pandas and pyarrow would slow every other command's start.
+    from modelops import drift, incoming, params
+
+    if args.incoming:
+        profile = drift.Profile.decode(
+            _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
+            args.profile,
+        )
+        has_params = params.PARAMS_FILE.is_file()
+        thresholds = (
+            drift.Thresholds.from_params(params.load().drift) if has_params else drift.Thresholds()
+        )
+        counts, source = incoming.tally(args.incoming, profile)
+        report = counts.report(thresholds).with_source(source)
+    else:
+        raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
+        try:
+            report = msgspec.json.decode(raw, type=drift.DriftReport)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SchemaError(f"{args.report}: not a drift report: {exc}") from None
+        _warn_if_stale(report)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else drift.format_report(report))
+    failing = args.fail_on and drift.SEVERITY[report.status] >= drift.SEVERITY[args.fail_on]
+    return DRIFT_EXIT if failing else 0
+
+
+def _warn_if_stale(report: drift.DriftReport) -> None:
+    """A report judged against another model than the current profile's is worth a word."""
+    from modelops import drift
+
+    if not paths.PROFILE.is_file() or report.model.sha256 is None:
+        return
+    current = drift.Profile.decode(paths.PROFILE.read_bytes(), str(paths.PROFILE)).model_sha256
+    if current is not None and current != report.model.sha256:
+        print(
+            f"warning: the report judged model {report.model.sha256[:12]}, but {paths.PROFILE} "
+            f"is of {current[:12]}; run `dvc repro drift` for a current report",
+            file=sys.stderr,
+        )

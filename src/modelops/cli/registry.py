@@ -1,0 +1,280 @@
+"""`modelops registry ...`: arguments in, the git-tag model registry's answers printed out.
+
+The logic lives in modelops.registry; this module parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from modelops import paths, registry
+from modelops.cli.output import print_json, table
+
+_KEY_METRICS = ("roc_auc", "roc_auc_macro", "log_loss", "accuracy", "f1", "f1_macro")
+_HISTORY_SHOWN = 10
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reg = commands.add_parser(
+        "registry",
+        help="model versions and stages as git tags (GTO's format)",
+        description="Model versions and stages as git tags in GTO's format; "
+        "`gto show` and `dvc artifacts get` read the same tags.",
+    )
+    sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--repo", type=Path, default=Path("."), help="repository root (default: current directory)"
+    )
+
+    p = sub.add_parser("list", parents=[common], help="every version, its stages and key metrics")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(handler=_list)
+
+    p = sub.add_parser("show", parents=[common], help="full lineage of one version")
+    p.add_argument("ref", help="version (v1.2.0, churn@v1.2.0, latest) or stage (prod)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(handler=_show)
+
+    p = sub.add_parser(
+        "register",
+        parents=[common],
+        help="tag HEAD as a new version (clean, reproduced state only)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--bump",
+        choices=registry.BUMPS,
+        help="which part to increase (default: major if the model's inputs changed, else minor)",
+    )
+    group.add_argument("--version", dest="new_version", help="exact version, e.g. v2.0.0")
+    p.add_argument("-m", "--message", help="annotation of the version tag")
+    p.set_defaults(handler=_register)
+
+    p = sub.add_parser("promote", parents=[common], help="give a stage to a version")
+    p.add_argument("ref", help="version (v1.2.0) or the stage whose holder to promote (staging)")
+    p.add_argument("--stage", required=True, help="stage to assign, e.g. prod")
+    p.add_argument("-m", "--message", help="annotation of the stage tag")
+    p.set_defaults(handler=_promote)
+
+    p = sub.add_parser(
+        "rollback", parents=[common], help="give a stage back to the version that held it before"
+    )
+    p.add_argument("--stage", required=True, help="stage to roll back, e.g. prod")
+    p.set_defaults(handler=_rollback)
+
+    p = sub.add_parser(
+        "deregister",
+        parents=[common],
+        help="withdraw a version: history kept, no stage, no bundle (GTO's deregistration)",
+    )
+    p.add_argument("ref", help="version (v1.2.0)")
+    p.add_argument(
+        "--force", action="store_true", help="also when it holds a stage (left without a model)"
+    )
+    p.add_argument("-m", "--message", help="annotation of the deregistration tag")
+    p.set_defaults(handler=_deregister)
+
+    p = sub.add_parser("diff", parents=[common], help="metrics, params and data of two versions")
+    p.add_argument("a", help="version or stage")
+    p.add_argument("b", help="version or stage")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(handler=_diff)
+
+    p = sub.add_parser(
+        "bundle", parents=[common], help="write a version's verified model bundle to a directory"
+    )
+    p.add_argument("ref", help="version (v1.2.0) or stage (prod)")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory (created or replaced)")
+    p.set_defaults(handler=_bundle)
+
+
+def _data_cell(data: dict[str, dict[str, Any]]) -> str:
+    raw, train = data.get("raw") or {}, data.get("train") or {}
+    if not raw:
+        return "-"
+    rows = f" ({train['rows']} train rows)" if train.get("rows") is not None else ""
+    return f"{str(raw.get('md5'))[:8]}{rows}"
+
+
+def _event_line(e: registry.Event) -> list[object]:
+    what = {
+        "register": "registered",
+        "deregister": "deregistered",
+        "assign": "assigned",
+        "unassign": "unassigned",
+    }[e.action]
+    note = "rollback" if registry.is_rollback(e) else ""
+    return [e.date, e.version or e.commit[:8], what, e.stage or "", e.tag, note]
+
+
+def _list(args: argparse.Namespace) -> int:
+    found = registry.listing(args.repo)
+    if args.json:
+        print_json(found)
+        return 0
+    if not found.versions:
+        print(f"{found.name}: no versions yet; register one with `modelops registry register`")
+        return 0
+    metric_keys = [k for k in _KEY_METRICS if any(k in s.metrics for s in found.versions)][:3]
+    rows = [
+        [
+            s.version.version,
+            s.version.date,
+            s.version.commit[:8],
+            "deregistered" if s.version.deregistered else ", ".join(s.version.stages) or "-",
+            *[s.metrics.get(k) for k in metric_keys],
+            s.estimator,
+            _data_cell(s.data),
+        ]
+        for s in found.versions
+    ]
+    headers = ["VERSION", "DATE", "COMMIT", "STAGES", *[k.upper() for k in metric_keys]]
+    stages = ", ".join(f"{s}={v}" for s, v in found.stages.items()) or "none assigned"
+    print(f"{found.name}: {len(found.versions)} version(s); stages: {stages}\n")
+    print(table([*headers, "ESTIMATOR", "DATA (raw md5)"], rows))
+    events = list(reversed(found.events))
+    print("\nhistory (newest first):")
+    print(
+        table(
+            ["DATE", "VERSION", "EVENT", "STAGE", "TAG", ""],
+            [_event_line(e) for e in events[:_HISTORY_SHOWN]],
+            "  ",
+        )
+    )
+    if len(events) > _HISTORY_SHOWN:
+        print(f"  … {len(events) - _HISTORY_SHOWN} earlier events (`--json` lists all)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    lin = registry.lineage(args.ref, args.repo)
+    if args.json:
+        print_json(lin)
+        return 0
+    v, card = lin.version, lin.card or {}
+    state = "deregistered" if v.deregistered else f"stages: {', '.join(v.stages) or 'none'}"
+    print(f"{v.tag}  ({state})")
+    print(f"  commit      {v.commit}")
+    print(f"  registered  {v.date} by {v.author}")
+    print(f"  message     {v.message}")
+    if card:
+        art = card.get("artifact") or {}
+        print("\nmodel")
+        print(f"  estimator   {card.get('estimator')}  seed {card.get('seed')}")
+        print(f"  artifact    {paths.MODEL.as_posix()}  sha256 {art.get('sha256')}")
+        print(f"              md5 {art.get('md5')}  {art.get('bytes')} bytes")
+        libs = ", ".join(f"{k} {val}" for k, val in (card.get("libraries") or {}).items())
+        print(f"  libraries   {libs}")
+        data = card.get("data") or {}
+        print("\ndata")
+        print(
+            table(
+                ["NAME", "PATH", "MD5", "ROWS"],
+                [[k, d.get("path"), d.get("md5"), d.get("rows")] for k, d in data.items()],
+                "  ",
+            )
+        )
+    else:
+        print("\n(no model card in this commit)")
+    print("\nmetrics")
+    print(table(["METRIC", "VALUE"], list((lin.metrics or {}).items()), "  "))
+    print(f"\nparams (params.yaml at {v.commit[:8]})")
+    print(table(["KEY", "VALUE"], list(registry.flatten(lin.params or {}).items()), "  "))
+    print("\ndvc.lock")
+    lock_rows = [
+        [stage, kind, path, md5]
+        for stage, body in lin.lock.items()
+        for kind in ("outs", "deps")
+        for path, md5 in body[kind].items()
+    ]
+    print(table(["STAGE", "KIND", "PATH", "MD5"], lock_rows, "  "))
+    print("\nhistory")
+    print(
+        table(
+            ["DATE", "VERSION", "EVENT", "STAGE", "TAG", ""],
+            [_event_line(e) for e in lin.history],
+            "  ",
+        )
+    )
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    v = registry.register(args.repo, bump=args.bump, version=args.new_version, message=args.message)
+    print(f"registered {v.tag} at commit {v.commit[:8]}")
+    print(f"  next: modelops registry promote {v.version} --stage <stage>")
+    print(f"  share: git push origin {v.tag}")
+    return 0
+
+
+def _print_transition(t: registry.Transition, verb: str) -> None:
+    was = f" (was {t.previous})" if t.previous else ""
+    print(f"{verb}: {t.name} {t.version} now holds {t.stage}{was}")
+    print(f"  tags: {', '.join(t.tags)}")
+    print(f"  share: git push origin {' '.join(t.tags)}")
+
+
+def _promote(args: argparse.Namespace) -> int:
+    _print_transition(registry.promote(args.ref, args.stage, args.repo, args.message), "promoted")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    _print_transition(registry.rollback(args.stage, args.repo), "rolled back")
+    return 0
+
+
+def _deregister(args: argparse.Namespace) -> int:
+    d = registry.deregister(args.ref, args.repo, force=args.force, message=args.message)
+    released = f"; {', '.join(d.released)} now without a model" if d.released else ""
+    print(f"deregistered {d.name}@{d.version}{released}")
+    print(f"  tag: {d.tag}")
+    print(f"  share: git push origin {d.tag}")
+    return 0
+
+
+def _delta(a: object, b: object) -> object:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        d = b - a
+        return f"{d:+.6g}" if isinstance(d, float) else f"{d:+d}"
+    return "" if a == b else "changed"
+
+
+def _diff(args: argparse.Namespace) -> int:
+    d = registry.diff(args.a, args.b, args.repo)
+    if args.json:
+        print_json(d)
+        return 0
+    print("metrics")
+    print(
+        table(
+            ["METRIC", d.a, d.b, "CHANGE"],
+            [[r.key, r.a, r.b, _delta(r.a, r.b)] for r in d.metrics],
+            "  ",
+        )
+    )
+    print(f"\nparams ({len(d.params)} differ, {d.same_params} equal)")
+    if d.params:
+        print(table(["KEY", d.a, d.b], [[r.key, r.a, r.b] for r in d.params], "  "))
+    print("\ndata and artifact")
+    print(
+        table(
+            ["WHAT", d.a, d.b, ""],
+            [[r.key, r.a, r.b, "" if r.a == r.b else "changed"] for r in d.data],
+            "  ",
+        )
+    )
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    m = registry.materialise(args.ref, args.out, args.repo)
+    stages = f", stages: {', '.join(m.stages)}" if m.stages else ""
+    print(f"bundled {m.name} {m.version} (commit {m.commit[:8]}{stages}) into {args.out}")
+    print("  model.joblib verified: sha256 matches the card, md5 matches the commit's dvc.lock")
+    for name, digest in m.files.items():
+        print(f"  {name:<13} sha256 {digest}")
+    return 0

@@ -1,0 +1,89 @@
+"""`modelops serve`: options, environment and a bundle (or a registry ref) in; one verified model
+behind the HTTP contract (src/modelops/serve/) out.
+
+Server modules are imported when the command runs, so other commands start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelops import registry
+
+if TYPE_CHECKING:
+    from modelops.serve.config import ServeConfig
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from modelops.serve.config import FIELDS, HELP, ServeConfig, env_name, option_name
+
+    p = commands.add_parser(
+        "serve",
+        help="serve a model bundle over HTTP",
+        description="Serve one model bundle: POST /v1/predict, GET /v1/model, /health/live, "
+        "/health/ready, /metrics, OpenAPI at /schema. Every option defaults to its "
+        "environment variable, then to the value shown.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, metavar="DIR", help="a bundle directory")
+    source.add_argument(
+        "--ref", metavar="REF", help="a registry ref (e.g. prod, churn@v1.2.0), bundled first"
+    )
+    p.add_argument(
+        "--bundle-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --ref: where to write the bundle (default: a temporary directory, removed on exit)",
+    )
+    defaults = ServeConfig()
+    for name in FIELDS:
+        default = getattr(defaults, name)
+        shown = "from the bundle" if default is None else default
+        text = f"{HELP[name]} (env {env_name(name)}, default {shown})"
+        if isinstance(default, bool):
+            p.add_argument(
+                option_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            # A field whose default is None (taken from the bundle) holds an int when given.
+            kind = int if default is None else type(default)
+            p.add_argument(option_name(name), type=kind, default=None, help=text)
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from modelops.serve.config import FIELDS, ConfigInvalid, build
+
+    try:
+        config = build({name: getattr(args, name) for name in FIELDS}, os.environ)
+    except ConfigInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scratch: Path | None = None
+    try:
+        bundle_dir = args.bundle
+        if args.ref is not None:
+            bundle_dir = args.bundle_dir
+            if bundle_dir is None:
+                scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
+                bundle_dir = scratch / "bundle"
+            registry.materialise(args.ref, bundle_dir)
+        _run_server(bundle_dir, config)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _run_server(bundle_dir: Path, config: ServeConfig) -> None:
+    from modelops.serve import logs, runner
+    from modelops.serve.app import create_app
+
+    logs.configure(config.log_level)
+    runner.serve(create_app(bundle_dir, config), config)
