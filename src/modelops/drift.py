@@ -57,7 +57,7 @@ from scipy.special import chdtrc
 
 from modelops.errors import SchemaError
 from modelops.params import DriftParams
-from modelops.schema import FeatureSchema, NumericFeature
+from modelops.schema import FeatureSchema, NumericFeature, category_name
 
 PROFILE_SCHEMA_VERSION = 1
 EPSILON = 1e-4
@@ -243,7 +243,7 @@ def build_profile(
     predictions: dict[str, NumericProfile] = {}
     if prediction_proba is not None:
         classes = schema.target.classes
-        for cls in scored_classes(schema):
+        for cls in schema.target.scored:
             column = prediction_proba[:, classes.index(cls)]
             predictions[str(cls)] = numeric_profile(column.astype(np.float64), n_bins)
     return Profile(
@@ -255,12 +255,6 @@ def build_profile(
         predictions=predictions,
         model_sha256=model_sha256,
     )
-
-
-def scored_classes(schema: FeatureSchema) -> list[str | int]:
-    """The classes whose probability is profiled: the positive one for binary targets, else all."""
-    positive = schema.target.positive
-    return [positive] if positive is not None else list(schema.target.classes)
 
 
 # --------------------------------------------------------------------------- binning
@@ -281,18 +275,11 @@ def bin_numeric(values: FloatArray, edges: FloatArray) -> IntArray:
 def encode_values(values: npt.NDArray[Any]) -> tuple[IntArray, list[str]]:
     """Object values to (codes, dictionary): codes index the dictionary, -1 marks missing."""
     missing = pd.isna(values)
-    present = np.array([_category(v) for v in values[~missing]], dtype=str)
+    present = np.array([category_name(v) for v in values[~missing]], dtype=str)
     dictionary, inverse = np.unique(present, return_inverse=True)
     codes = np.full(values.size, -1, dtype=np.int64)
     codes[~missing] = inverse
     return codes, dictionary.tolist()
-
-
-def _category(value: Any) -> str:
-    """A categorical value as its category name; as in the schema, a code 3.0 is category "3"."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def bin_codes(codes: IntArray, dictionary: Sequence[str], categories: Sequence[str]) -> IntArray:
@@ -816,5 +803,5 @@ def _bin_column(name: str, p: FeatureProfile, values: Sequence[Any] | npt.NDArra
         if isinstance(v, float) and v != v:
             out[i] = absent
         else:
-            out[i] = position.get(_category(v), unseen)
+            out[i] = position.get(category_name(v), unseen)
     return out

@@ -29,6 +29,8 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import label_binarize
 
+from modelops.schema import scored_classes
+
 MAX_CURVE_POINTS = 200
 _DIGITS = 6
 
@@ -112,7 +114,7 @@ def curves(
 ) -> dict[str, dict[str, list[dict[str, float]]]]:
     """ROC, precision-recall and calibration points, one series per scored class (the positive
     class for binary targets, every class one-vs-rest for multiclass)."""
-    scored = [positive] if len(classes) == 2 else list(classes)
+    scored = scored_classes(classes, positive)
     out: dict[str, dict[str, list[dict[str, float]]]] = {
         "roc": {},
         "precision_recall": {},

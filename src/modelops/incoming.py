@@ -43,6 +43,7 @@ from modelops.drift import (
     Tally,
 )
 from modelops.errors import DataIssue, DataValidationError
+from modelops.schema import category_name
 
 BATCH_ROWS = 1 << 16
 JSON_BLOCK_BYTES = 1 << 24
@@ -201,16 +202,9 @@ def _categorical(file: Path, name: str, array: pa.Array) -> tuple[IntArray, list
             raise _fail(file, name, f"holds {kind} values", "but the feature is categorical")
         encoded = array.dictionary_encode()
         indices, dictionary = encoded.indices, encoded.dictionary
-    labels = [_label(v) for v in dictionary.to_pylist()]
+    labels = [category_name(v) for v in dictionary.to_pylist()]
     codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
     return codes, labels
-
-
-def _label(value: Any) -> str:
-    """A dictionary value as the schema names categories (a code 3.0 is "3", True is "True")."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _features(file: Path, profile: Profile, batch: pa.RecordBatch) -> Batch:

@@ -55,6 +55,26 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def is_binary(self) -> bool:
         return len(self.classes) == 2
 
+    @property
+    def scored(self) -> list[str | int]:
+        """The classes whose probability is scored: see `scored_classes`."""
+        return scored_classes(self.classes, self.positive)
+
+
+def scored_classes(classes: Sequence[Any], positive: Any) -> list[Any]:
+    """The classes whose probability is scored, plotted and profiled: the positive one for a binary
+    target (when it has one), every class one-vs-rest otherwise."""
+    return [positive] if len(classes) == 2 and positive is not None else list(classes)
+
+
+def category_name(value: Any) -> str:
+    """A categorical value as its category name. Integral floats print as integers, so a code column
+    read from CSV with gaps (1.0, NaN) means the same categories as the same column without gaps (1).
+    """
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
 
 class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     features: list[Feature]
@@ -368,18 +388,12 @@ def _as_float(col: pd.Series) -> np.ndarray:
 
 
 def _as_category_strings(col: pd.Series) -> pd.Series:
-    """Categorical values as Python str in an object column, NaN for missing.
-
-    Integral floats print as integers, so a code column read from CSV with gaps (1.0, NaN) means
-    the same categories as the same column without gaps (1).
-    """
+    """Categorical values as Python str in an object column (see `category_name`), NaN for missing."""
 
     def fmt(v: object) -> object:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
             return np.nan
-        if isinstance(v, float | np.floating) and float(v).is_integer():
-            return str(int(v))
-        return str(v)
+        return category_name(v)
 
     if col.dtype == object and all(type(v) is str for v in col if v is not np.nan):
         return col

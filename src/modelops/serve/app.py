@@ -127,17 +127,13 @@ class Service:
         self.contract = Contract(card.feature_schema, config.max_instances)
         self.decision = _decision(card, self.evaluation)
         self.model_ref = ModelRef(self.manifest.name, self.manifest.version, card.artifact.sha256)
-        target = card.feature_schema.target
-        scored = (
-            [target.positive] if target.is_binary and target.positive is not None else card.classes
-        )
         self.metrics = ServeMetrics(
             self.manifest.name,
             self.manifest.version,
             card.artifact.sha256,
             card.feature_schema.names,
             card.classes,
-            scored,
+            card.feature_schema.target.scored,
         )
         self.live_drift: LiveDrift | None = None
         if config.drift_window != 0:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from modelops import files, incoming, paths
 from modelops.card import load_card, verify_artifact
-from modelops.drift import Profile, Thresholds, format_report, scored_classes
+from modelops.drift import Profile, Thresholds, format_report
 from modelops.errors import SchemaError
 from modelops.params import load
 from modelops.stages import run
@@ -34,7 +34,7 @@ def main() -> None:
         raise SchemaError(f"{paths.PROFILE} profiles other features than {paths.CARD} declares")
     verify_artifact(card, paths.MODEL)
     pipeline = joblib.load(paths.MODEL)
-    columns = {str(c): card.classes.index(c) for c in scored_classes(card.feature_schema)}
+    columns = {str(c): card.classes.index(c) for c in card.feature_schema.target.scored}
 
     def score(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         proba = pipeline.predict_proba(frame)
