@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from modelops.errors import ParamsError
 from modelops.params import Params
 from modelops.schema import FeatureSchema
 
@@ -66,34 +67,23 @@ def fit(pipeline: Pipeline, frame: pd.DataFrame, y: npt.NDArray[Any]) -> Pipelin
     return pipeline
 
 
+# `train.estimator` -> the scikit-learn class and the settings modelops fixes for it. Every other
+# constructor argument is the chosen estimator's block in params.yaml, field for field, plus
+# `random_state` from base.seed. A name params accept but this table lacks is an error, never a
+# silent default.
+BUILDERS: dict[str, tuple[type[ClassifierMixin], dict[str, Any]]] = {
+    # Early stopping would hold out a random part of the training data the card does not record.
+    "hist_gradient_boosting": (HistGradientBoostingClassifier, {"early_stopping": False}),
+    "logistic_regression": (LogisticRegression, {}),
+    "random_forest": (RandomForestClassifier, {}),
+}
+
+
 def build_estimator(params: Params) -> ClassifierMixin:
-    seed = params.base.seed
-    train = params.train
-    if train.estimator == "hist_gradient_boosting":
-        h = train.hist_gradient_boosting
-        return HistGradientBoostingClassifier(
-            learning_rate=h.learning_rate,
-            max_iter=h.max_iter,
-            max_leaf_nodes=h.max_leaf_nodes,
-            max_depth=h.max_depth,
-            min_samples_leaf=h.min_samples_leaf,
-            l2_regularization=h.l2_regularization,
-            class_weight=h.class_weight,
-            early_stopping=False,
-            random_state=seed,
+    name = params.train.estimator
+    if name not in BUILDERS:
+        raise ParamsError(
+            f"train.estimator: {name!r} has no estimator to build (known: {', '.join(BUILDERS)})"
         )
-    if train.estimator == "logistic_regression":
-        lr = train.logistic_regression
-        return LogisticRegression(
-            C=lr.C, max_iter=lr.max_iter, class_weight=lr.class_weight, random_state=seed
-        )
-    rf = train.random_forest
-    return RandomForestClassifier(
-        n_estimators=rf.n_estimators,
-        max_depth=rf.max_depth,
-        min_samples_leaf=rf.min_samples_leaf,
-        max_features=rf.max_features,
-        class_weight=rf.class_weight,
-        n_jobs=rf.n_jobs,
-        random_state=seed,
-    )
+    kind, fixed = BUILDERS[name]
+    return kind(**params.train.hyperparameters(), **fixed, random_state=params.base.seed)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import msgspec
 import numpy as np
 import pandas as pd
@@ -8,8 +10,9 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from modelops.params import Params, parse
-from modelops.pipeline import build_pipeline, fit
+from modelops.errors import ParamsError
+from modelops.params import Params, TrainParams, parse
+from modelops.pipeline import BUILDERS, build_estimator, build_pipeline, fit
 from modelops.schema import infer_and_validate
 from modelops.synthetic import generate_customers
 
@@ -103,3 +106,28 @@ def test_schema_without_categoricals_still_builds(data: tuple) -> None:
         schema.to_model_frame(clean), schema.target_array(clean)
     )
     assert pipeline.predict_proba(schema.to_model_frame(clean)).shape == (200, 2)
+
+
+def test_every_estimator_name_params_accept_has_a_builder_and_no_other() -> None:
+    accepted = set(get_args(msgspec.structs.fields(TrainParams)[0].type))
+    assert msgspec.structs.fields(TrainParams)[0].name == "estimator"
+    assert accepted == set(BUILDERS)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_the_estimator_gets_exactly_its_params_block(name: str) -> None:
+    params = with_estimator(name)
+    estimator = build_estimator(params)
+    assert type(estimator) is ESTIMATORS[name]
+    chosen = params.train.hyperparameters()
+    assert chosen and {k: estimator.get_params()[k] for k in chosen} == chosen
+    assert estimator.get_params()["random_state"] == 11
+
+
+def test_a_name_without_a_builder_is_an_error_not_a_silent_forest() -> None:
+    params = with_estimator("random_forest")
+    unknown = msgspec.structs.replace(
+        params, train=msgspec.structs.replace(params.train, estimator="gradient_boosting")
+    )
+    with pytest.raises(ParamsError, match=r"train.estimator: 'gradient_boosting' has no estimator"):
+        build_estimator(unknown)
