@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from modelops import bundle, fastpath, paths
+from modelops import bundle, paths
 from modelops.card import load_card, records
 from modelops.schema import FeatureSchema, frame_from_records
+from modelops.serve import fastpath
 
 TARGETS = {"c16_vs_fastapi": 10.0, "c1_vs_inprocess": 3.0, "batch_vs_inprocess": 0.9}
 LIVE_DRIFT_MAX_COST = 0.05  # share of the server's CPU time the live drift window may take

@@ -6,9 +6,10 @@ with macro and weighted averages and one-vs-rest curves per class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -29,7 +30,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import label_binarize
 
-from modelops.schema import scored_classes
+from modelops.schema import Target, scored_classes
 
 MAX_CURVE_POINTS = 200
 _DIGITS = 6
@@ -46,6 +47,33 @@ def predict_labels(
         neg = 1 - pos
         return np.where(proba[:, pos] >= threshold, classes_arr[pos], classes_arr[neg])
     return classes_arr[np.argmax(proba, axis=1)]
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """How probabilities become the label: the evaluated threshold on the positive class (binary
+    targets whose metrics record a threshold), or the argmax."""
+
+    rule: Literal["threshold", "argmax"]
+    positive: str | int | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, target: Target, metrics: Mapping[str, Any]) -> Decision:
+        """The rule the model was evaluated with, from its target and its metrics.json."""
+        threshold = metrics.get("threshold")
+        if (
+            target.is_binary
+            and isinstance(threshold, int | float)
+            and not isinstance(threshold, bool)
+        ):
+            return cls("threshold", positive=target.positive, threshold=float(threshold))
+        return cls("argmax")
+
+    def labels(self, proba: npt.NDArray[np.float64], classes: Sequence[Any]) -> list[Any]:
+        """The label of each row of `proba` (columns in `classes` order) by this rule."""
+        if self.rule == "threshold" and self.threshold is not None:
+            return list(predict_labels(proba, classes, self.positive, self.threshold).tolist())
+        return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
 
 
 def classification_metrics(

@@ -46,6 +46,12 @@ def podman(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
     return run("podman", *args, cwd=Path.cwd(), env=env, check=check)
 
 
+def container_log(env: dict[str, str], name: str) -> str:
+    """What the container wrote: the server logs JSON lines to stderr."""
+    logs = podman(env, "logs", name, check=False)
+    return logs.stdout + logs.stderr
+
+
 @pytest.fixture(scope="module")
 def base_image(engine: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
     if podman(engine, "image", "exists", BASE, check=False).returncode != 0:
@@ -141,8 +147,8 @@ def test_container_serves_the_registered_version_and_stops_cleanly_on_sigterm(
                 except httpx.TransportError:
                     pass
                 state = json.loads(podman(engine, "inspect", name).stdout)[0]["State"]
-                assert state["Running"], podman(engine, "logs", name).stdout
-                assert time.monotonic() < deadline, podman(engine, "logs", name).stdout
+                assert state["Running"], container_log(engine, name)
+                assert time.monotonic() < deadline, container_log(engine, name)
                 time.sleep(1)
             card = json.loads(podman(engine, "exec", name, "cat", "/srv/bundle/card.json").stdout)
             answer = http.post("/v1/predict", json={"instances": card["reference"]["rows"][:3]})

@@ -207,7 +207,8 @@ def metric(text: str, series: str, **labels: str) -> float:
 def test_metrics_count_requests_predictions_failures_and_unseen_categories(
     trained: Trained, tmp_path: Path
 ) -> None:
-    with serve_client(trained.bundle_dir, ServeConfig(log_dir=str(tmp_path))) as c:
+    app = create_app(trained.bundle_dir, ServeConfig(log_dir=str(tmp_path)))
+    with TestClient(app, raise_server_exceptions=False) as c:
         wait_ready(c)
         records = trained.records()[:10]
         records[0] = {**records[0], "region": "region_new", "plan": "platinum"}
@@ -215,7 +216,7 @@ def test_metrics_count_requests_predictions_failures_and_unseen_categories(
         assert post(c, {"instances": [{**records[1], "age": 5}]}).status_code == 400
         c.get("/nope")
     # Read once the lifespan has closed, so the background writer has seen every answer.
-    text = c.app.state.service.metrics.exposition().decode()
+    text = app.state.service.metrics.exposition().decode()
     assert (
         metric(
             text,
@@ -287,6 +288,21 @@ def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> No
         "/health/ready",
         "/metrics",
     }
+    predict = doc["paths"]["/v1/predict"]["post"]
+    assert set(predict["responses"]) == {"200", "400", "413", "415", "503"}
+    body = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PredictRequest"}
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictResponse"
+    }
+    assert set(predict["responses"]["200"]["headers"]) == {"X-Model-Version", "X-Request-ID"}
+    schemas = doc["components"]["schemas"]
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert refs <= set(schemas)
+    # The components are msgspec's own rendering of the types that decode and encode.
+    instance = schemas["Instance"]
+    assert instance["additionalProperties"] is False
+    assert instance["properties"]["tenure_months"]["minimum"] == 0
 
 
 # --------------------------------------------------------------------------- prediction log

@@ -73,8 +73,10 @@ def query(base: str, promql: str, timeout: float = 60) -> list[dict[str, Any]]:
     with httpx.Client(base_url=base, timeout=5) as http:
         while True:
             try:
-                body = http.get("/api/v1/query", params={"query": promql}).json()
-                if body["status"] == "success" and body["data"]["result"]:
+                response = http.get("/api/v1/query", params={"query": promql})
+                # 503 (plain text) while Prometheus is still starting up
+                body = response.json() if response.status_code == 200 else {}
+                if body.get("status") == "success" and body["data"]["result"]:
                     return list(body["data"]["result"])
             except httpx.TransportError:
                 pass  # not listening yet

@@ -1,4 +1,4 @@
-"""A bundle directory and a ServeConfig in; the Litestar app that serves that model out.
+"""A bundle directory and a ServeConfig in; the ASGI app that serves that model out.
 
 `create_app` verifies every file of the bundle against its manifest and the model's hash against the
 card before anything else, so a tampered bundle stops the server from starting, with the reason. The
@@ -20,96 +20,25 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import (
-    ClientException,
-    HTTPException,
-    InternalServerException,
-    ServiceUnavailableException,
-)
+from litestar import Litestar
+from litestar.datastructures import ResponseHeader
+from litestar.exceptions import ServiceUnavailableException
 
 from modelops import bundle, files
-from modelops.card import Card
 from modelops.drift import Profile
-from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
-from modelops.serve import logs
+from modelops.errors import DataIssue, DataValidationError, ModelopsError
+from modelops.evaluation import Decision
+from modelops.serve import logs, openapi, routes
 from modelops.serve.config import ServeConfig
-from modelops.serve.contract import (
-    Contract,
-    Decision,
-    DriftSnapshot,
-    ErrorResponse,
-    FieldError,
-    Health,
-    Inference,
-    ModelDescription,
-    ModelRef,
-)
+from modelops.serve.contract import Contract, Decoded, Health, Inference, ModelDescription, ModelRef
 from modelops.serve.livedrift import LiveDrift
-from modelops.serve.metrics import MEDIA_TYPE, RequestObserver, ServeMetrics
-from modelops.serve.predictor import Batcher, LoadedModel, labels_for, load_model, model_thread
+from modelops.serve.metrics import AnswerMetrics, ServeMetrics
+from modelops.serve.observe import RequestObserver
+from modelops.serve.predictor import Arrival, Batcher, LoadedModel, load_model, model_thread
 from modelops.serve.predlog import Answered, Dispatcher, PredictionLog
+from modelops.types import FloatArray
 
-JSON = "application/json"
 log = logging.getLogger(logs.SERVER)
-_encoder = msgspec.json.Encoder()
-
-
-class UnsupportedMediaType(ClientException):
-    status_code = 415
-
-
-# --------------------------------------------------------------------------- errors -> status codes
-
-# The one place an exception becomes a status code; first match wins. None: the exception's own
-# status (Litestar's HTTP exceptions: 404, 405, 413, 415, 503, ...).
-STATUS_FOR: tuple[tuple[type[Exception], int | None], ...] = (
-    (DataValidationError, 400),
-    (HTTPException, None),
-    (ArtifactIntegrityError, 503),
-    (ModelopsError, 500),
-    (Exception, 500),
-)
-
-
-def _status_of(exc: Exception) -> int:
-    for kind, status in STATUS_FOR:
-        if isinstance(exc, kind):
-            return status if status is not None else int(getattr(exc, "status_code", 500))
-    return 500
-
-
-def _problems(exc: Exception, status: int, config: ServeConfig) -> list[FieldError]:
-    """What went wrong, by path; built from our own words, never from the request's values."""
-    if isinstance(exc, DataValidationError):
-        return [FieldError(i.column, f"{i.kind} {i.detail}".strip()) for i in exc.issues]
-    if status == 404:
-        return [FieldError("$", "no such endpoint; the API is described at /schema")]
-    if status == 405:
-        return [FieldError("$", "method not allowed on this endpoint (see the Allow header)")]
-    if status == 413:
-        return [FieldError("$", f"body larger than the limit of {config.max_body_bytes} bytes")]
-    if status < 500 or isinstance(exc, ServiceUnavailableException | ArtifactIntegrityError):
-        detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
-        return [FieldError("$", detail)]
-    return [FieldError("$", "internal error; the server log has the details under this request_id")]
-
-
-def _error_handler(config: ServeConfig) -> Any:
-    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        status = _status_of(exc)
-        request_id = request.scope.get("state", {}).get("request_id", "")
-        if status >= 500 and not isinstance(exc, ServiceUnavailableException):
-            log.error(
-                "unhandled error",
-                exc_info=exc,
-                extra={"fields": {"request_id": request_id, "path": request.url.path}},
-            )
-        body = ErrorResponse(status, _problems(exc, status, config), request_id)
-        headers = getattr(exc, "headers", None) or {}
-        return Response(_encoder.encode(body), status_code=status, media_type=JSON, headers=headers)
-
-    return handle
 
 
 # --------------------------------------------------------------------------- the service
@@ -125,7 +54,7 @@ class Service:
         card = self.card
         self.evaluation: dict[str, Any] = dict(files.read_json(bundle_dir / bundle.METRICS))
         self.contract = Contract(card.feature_schema, config.max_instances)
-        self.decision = _decision(card, self.evaluation)
+        self.decision = Decision.of(card.feature_schema.target, self.evaluation)
         self.model_ref = ModelRef(self.manifest.name, self.manifest.version, card.artifact.sha256)
         self.metrics = ServeMetrics(
             self.manifest.name,
@@ -146,13 +75,6 @@ class Service:
                 config.drift_min_rows,
             )
             self.metrics.registry.register(self.live_drift)
-        self.openapi = _encoder.encode(
-            self.contract.openapi(
-                f"modelops: {self.manifest.name}",
-                self.manifest.version,
-                live_drift=self.live_drift is not None,
-            )
-        )
         self.status: str = "loading"
         self.reason: str | None = None
         self.model: LoadedModel | None = None
@@ -174,7 +96,7 @@ class Service:
         self.dispatcher = Dispatcher(
             [
                 prediction_log,
-                _AnswerMetrics(m),
+                AnswerMetrics(m),
                 *([self.live_drift] if self.live_drift is not None else []),
             ],
             self.config.log_queue_batches,
@@ -264,166 +186,97 @@ class Service:
             inference=inference,
         )
 
-    async def predict(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        _require_json(request.headers.get("content-type"))
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    def not_ready(self) -> str:
+        if self.status == "failed":
+            return f"model failed verification: {self.reason}"
+        return "model is loading; poll /health/ready"
+
+    def health(self) -> Health:
+        if self.status == "ready":
+            return Health("ready")
+        return Health("failed" if self.status == "failed" else "loading", self.reason)
+
+    def decode(self, body: bytes) -> Decoded:
+        """The request body checked against the contract; a violation is counted by field."""
+        try:
+            return self.contract.decode(body)
+        except DataValidationError as exc:
+            self.metrics.observe_invalid(exc.issues)
+            raise
+
+    async def predict(self, decoded: Decoded, state: dict[str, Any]) -> msgspec.Struct:
+        """Score a decoded request; the answer goes out only once the log has taken its rows."""
         batcher, model, dispatcher = self.batcher, self.model, self.dispatcher
         if batcher is None or model is None or dispatcher is None:
-            raise ServiceUnavailableException(detail=self._not_ready())
-        state = request.scope["state"]
-        with batcher.arrival() as arrival:
-            body = await _read_body(request)
-            try:
-                instances, rows = self.contract.decode(body)
-            except DataValidationError as exc:
-                self.metrics.observe_invalid(exc.issues)
-                raise
-            state["instances"] = len(rows)
-            self.metrics.request_instances.observe(len(rows))
-            unseen = self.contract.unseen_categories(rows)
-            if unseen:
-                self.metrics.observe_unseen(unseen)
-            proba = await batcher.submit(rows, arrival)
-        if not np.isfinite(proba).all():
-            bad = np.flatnonzero(~np.isfinite(proba).all(axis=1)).tolist()
-            raise DataValidationError(
-                "request body",
-                [
-                    DataIssue(f"$.instances[{i}]", "values too extreme for the model to score", 0)
-                    for i in bad[:50]
-                ],
-            )
-        labels = labels_for(proba, model.classes, self.decision)
+            raise ServiceUnavailableException(detail=self.not_ready())
+        instances, rows = decoded
+        state["instances"] = len(rows)
+        self.metrics.request_instances.observe(len(rows))
+        unseen = self.contract.unseen_categories(rows)
+        if unseen:
+            self.metrics.observe_unseen(unseen)
+        proba = await batcher.submit(rows, state.get("arrival") or Arrival())
+        _require_finite(proba)
+        labels = self.decision.labels(proba, model.classes)
         request_id = state["request_id"]
         predictions = self.contract.predictions(labels, proba.tolist())
         answered = Answered(time.time(), request_id, rows, proba, labels, instances, predictions)
         if not dispatcher.offer(answered):
             # A 200 must be in the prediction log; rather no answer than an unrecorded one.
             raise ServiceUnavailableException(detail="prediction log is backlogged; retry shortly")
-        response = self.contract.response_type(self.model_ref, predictions, request_id)
-        return Response(_encoder.encode(response), media_type=JSON)
-
-    def _not_ready(self) -> str:
-        if self.status == "failed":
-            return f"model failed verification: {self.reason}"
-        return "model is loading; poll /health/ready"
+        return self.contract.response_type(self.model_ref, predictions, request_id)
 
 
-class _AnswerMetrics:
-    """Observer that counts labels and probabilities off the request path."""
-
-    def __init__(self, metrics: ServeMetrics) -> None:
-        self._metrics = metrics
-
-    def observe(self, answered: Answered) -> None:
-        self._metrics.answers.observe(answered.labels, answered.proba)
-
-    def tick(self, now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _decision(card: Card, evaluation: dict[str, Any]) -> Decision:
-    target = card.feature_schema.target
-    threshold = evaluation.get("threshold")
-    if target.is_binary and isinstance(threshold, int | float) and not isinstance(threshold, bool):
-        return Decision("threshold", positive=target.positive, threshold=float(threshold))
-    return Decision("argmax")
-
-
-def _require_json(content_type: str | None) -> None:
-    media, _, params = (content_type or "").partition(";")
-    charset = next(
-        (
-            v.strip().strip('"').lower()
-            for k, _, v in (p.partition("=") for p in params.split(";"))
-            if k.strip().lower() == "charset"
-        ),
-        "utf-8",
+def _require_finite(proba: FloatArray) -> None:
+    if np.isfinite(proba).all():
+        return
+    bad = np.flatnonzero(~np.isfinite(proba).all(axis=1)).tolist()
+    raise DataValidationError(
+        "request body",
+        [
+            DataIssue(f"$.instances[{i}]", "values too extreme for the model to score", 0)
+            for i in bad[:50]
+        ],
     )
-    if media.strip().lower() != JSON or charset != "utf-8":
-        raise UnsupportedMediaType(detail="send the body as Content-Type: application/json (UTF-8)")
-
-
-async def _read_body(request: Request[Any, Any, Any]) -> bytes:
-    try:
-        return await request.body()
-    except InternalServerException:
-        # Litestar reports a client that hung up mid-body as a server error; it is not one.
-        raise ClientException(
-            detail="the client disconnected before the body was complete"
-        ) from None
 
 
 # --------------------------------------------------------------------------- the app
 
+# Set on every response by RequestObserver; declared here so the OpenAPI document shows them.
+_HEADERS = [
+    ResponseHeader(
+        name="X-Model-Version",
+        description="registry version of the model that answered",
+        documentation_only=True,
+    ),
+    ResponseHeader(
+        name="X-Request-ID",
+        description="the request's id (yours if you sent a valid one)",
+        documentation_only=True,
+    ),
+]
 
-def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Litestar:
-    """The app serving the bundle in `bundle_dir`; raises ArtifactIntegrityError for a bundle whose
-    files are not the ones its manifest and card record."""
+
+def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> RequestObserver:
+    """The app serving the bundle in `bundle_dir`, behind the layer that observes every request.
+    Raises ArtifactIntegrityError for a bundle whose files are not the ones its manifest and card
+    record."""
     config = config or ServeConfig()
     service = Service(Path(bundle_dir), config)
-
-    @post("/v1/predict", status_code=200, include_in_schema=False)
-    async def predict(request: Request[Any, Any, Any]) -> Response[bytes]:
-        return await service.predict(request)
-
-    @get("/v1/model", include_in_schema=False)
-    async def model() -> Response[bytes]:
-        return Response(_encoder.encode(service.describe()), media_type=JSON)
-
-    @get("/v1/drift", include_in_schema=False)
-    async def live_drift() -> Response[bytes]:
-        assert service.live_drift is not None  # the route exists only when live drift is on
-        live = service.live_drift
-        snapshot = DriftSnapshot(live.window.window, live.snapshot())
-        return Response(_encoder.encode(snapshot), media_type=JSON)
-
-    @get("/health/live", include_in_schema=False)
-    async def live() -> Response[bytes]:
-        return Response(_encoder.encode(Health("live")), media_type=JSON)
-
-    @get("/health/ready", include_in_schema=False)
-    async def ready() -> Response[bytes]:
-        if service.status == "ready":
-            return Response(_encoder.encode(Health("ready")), media_type=JSON)
-        health = Health("failed" if service.status == "failed" else "loading", service.reason)
-        return Response(_encoder.encode(health), status_code=503, media_type=JSON)
-
-    @get("/metrics", include_in_schema=False)
-    async def metrics() -> Response[bytes]:
-        return Response(service.metrics.exposition(), media_type=MEDIA_TYPE)
-
-    @get(["/schema", "/schema/openapi.json"], include_in_schema=False)
-    async def schema() -> Response[bytes]:
-        return Response(service.openapi, media_type=JSON)
-
     app = Litestar(
-        route_handlers=[
-            predict,
-            model,
-            *([live_drift] if service.live_drift is not None else []),
-            live,
-            ready,
-            metrics,
-            schema,
-        ],
+        route_handlers=routes.handlers(service),
         lifespan=[service.lifespan],
-        exception_handlers={Exception: _error_handler(config)},
-        # The OpenAPI document is generated from the msgspec types the server decodes with.
-        openapi_config=None,
+        exception_handlers={Exception: routes.error_handler(config)},
+        openapi_config=openapi.config(
+            f"modelops: {service.manifest.name}", service.manifest.version
+        ),
+        response_headers=_HEADERS,
         request_max_body_size=config.max_body_bytes,
         logging_config=None,
         debug=False,
     )
     app.state.service = service
-    # Outermost, so 404/405/413 answers get the headers, the metrics and an access line too.
-    app.asgi_handler = RequestObserver(
-        app.asgi_handler,
-        service.metrics,
-        service.manifest.version,
-        config.access_log,
-        endpoints=frozenset(route.path for route in app.routes),
-    )
-    return app
+    return RequestObserver(app, service.metrics, service.manifest.version, config.access_log)

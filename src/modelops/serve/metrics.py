@@ -1,15 +1,11 @@
-"""The service's Prometheus metrics (one CollectorRegistry per app) and the ASGI layer that records
-every request: count by endpoint and status, latency, in-flight, an access log line, and the
-X-Model-Version / X-Request-ID headers on every response, errors and 404s included.
+"""The service's Prometheus metrics, one CollectorRegistry per app: what they are, and the observers
+that feed them from answered batches off the request path.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -30,18 +26,14 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.utils import floatToGoString
 
 from modelops.errors import DataIssue
-from modelops.serve import logs
+from modelops.serve.predlog import Answered
 
 # Litestar appends "; charset=utf-8" to text/* media types itself.
 MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 _PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _INSTANCE_FIELD = re.compile(r"^\$\.instances\[\d+\](?:\.(?P<key>.+))?$")
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-
-access_log = logging.getLogger(logs.ACCESS)
 
 
 class ServeMetrics:
@@ -263,70 +255,17 @@ class AnswerStats:
         yield probability
 
 
-def request_id_from(scope: dict[str, Any]) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh one."""
-    for key, value in scope.get("headers", ()):
-        if key == b"x-request-id" and _REQUEST_ID.match(value):
-            return str(value.decode("ascii"))
-    return uuid.uuid4().hex
+class AnswerMetrics:
+    """Dispatcher observer that counts labels and probabilities off the request path."""
 
+    def __init__(self, metrics: ServeMetrics) -> None:
+        self._metrics = metrics
 
-class RequestObserver:
-    """Outermost ASGI layer: it sees every response, including Litestar's 404/405/413."""
+    def observe(self, answered: Answered) -> None:
+        self._metrics.answers.observe(answered.labels, answered.proba)
 
-    def __init__(
-        self,
-        app: Any,
-        metrics: ServeMetrics,
-        version: str,
-        access: bool,
-        endpoints: frozenset[str],
-    ) -> None:
-        self.app = app
-        self.endpoints = endpoints  # the app's routes; any other path is counted as OTHER
-        self.metrics = metrics
-        self.version = version.encode()
-        self.access = access
+    def tick(self, now: float) -> None:
+        pass
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        request_id = request_id_from(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        added = [(b"x-model-version", self.version), (b"x-request-id", request_id.encode())]
-        status = 500
-
-        async def send_with_headers(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), *added]}
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            self.metrics.in_flight.dec()
-            seconds = time.perf_counter() - start
-            path = scope["path"]
-            endpoint = path if path in self.endpoints else OTHER
-            self.metrics.observe_request(endpoint, scope["method"], status, seconds)
-            if self.access:
-                client = scope.get("client")
-                logs.event(
-                    access_log,
-                    logging.INFO,
-                    "request",
-                    request_id=request_id,
-                    method=scope["method"],
-                    path=path[:200],
-                    status=status,
-                    duration_ms=round(seconds * 1000, 3),
-                    model_version=self.version.decode(),
-                    instances=state.get("instances"),
-                    client=client[0] if client else None,
-                )
+    def close(self) -> None:
+        pass

@@ -23,17 +23,13 @@ from typing import Any, Literal
 
 import joblib
 import numpy as np
-import numpy.typing as npt
 
-from modelops import bundle, fastpath
+from modelops import bundle
 from modelops.card import Card, check_reference
 from modelops.errors import ArtifactIntegrityError
-from modelops.evaluation import predict_labels
 from modelops.schema import FeatureSchema, frame_from_records
-from modelops.serve.contract import Decision
-
-FloatArray = npt.NDArray[np.float64]
-Row = tuple[Any, ...]
+from modelops.serve import fastpath
+from modelops.types import FloatArray, Row
 
 # Small batches the fast path computes in numpy alone take a millisecond at most, about what a
 # hand-off to another thread and back costs, so they run on the event loop. Everything that calls
@@ -89,13 +85,6 @@ def load_model(directory: Path, card: Card) -> LoadedModel:
         return LoadedModel(pipeline, schema, classes, None, "pipeline", f"no fast path: {exc}")
     detail = f"{fast.description}; max |Δp| {diff:.2g} on {len(probes)} probe rows"
     return LoadedModel(pipeline, schema, classes, fast, "fastpath", detail)
-
-
-def labels_for(proba: FloatArray, classes: Sequence[Any], decision: Decision) -> list[Any]:
-    """The label of each row by the rule the model was evaluated with."""
-    if decision.rule == "threshold" and decision.threshold is not None:
-        return list(predict_labels(proba, classes, decision.positive, decision.threshold).tolist())
-    return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
 
 
 # --------------------------------------------------------------------------- micro-batching

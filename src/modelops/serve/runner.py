@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Generator
 
 import uvicorn
-from litestar import Litestar
+from litestar.types import ASGIApp
 
 from modelops.serve.config import ServeConfig
 
@@ -25,7 +25,7 @@ class _DrainingServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def serve(app: Litestar, config: ServeConfig) -> None:
+def serve(app: ASGIApp, config: ServeConfig) -> None:
     server = _DrainingServer(
         uvicorn.Config(
             app,

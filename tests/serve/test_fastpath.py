@@ -11,12 +11,12 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 
-from modelops import fastpath
 from modelops.card import records
 from modelops.dataset import split
 from modelops.params import Params
 from modelops.pipeline import build_pipeline
 from modelops.schema import FeatureSchema, frame_from_records, infer_and_validate
+from modelops.serve import fastpath
 from modelops.synthetic import generate_customers
 
 TOL = 1e-9
@@ -145,7 +145,7 @@ def test_verify_proves_every_variant_on_the_probe_rows(customers: pd.DataFrame) 
     probes = fastpath.probe_records(schema, records(schema, train_frame.head(8)))
     assert len(probes) > 8 * 3
     assert fastpath.verify(fast, pipeline, schema, probes) <= TOL
-    assert "HistGradientBoosting trees" in fast.description
+    assert "HistGradientBoostingClassifier trees walked in numpy" in fast.description
     # Small batches never call into the estimator's compiled code; large ones do.
     assert fast.numpy_only(1) and fast.numpy_only(fastpath.TREE_WALK_MAX_ROWS)
     assert not fast.numpy_only(fastpath.TREE_WALK_MAX_ROWS + 1)
@@ -191,3 +191,56 @@ def test_derive_refuses_something_that_is_not_a_pipeline(customers: pd.DataFrame
     pipeline, schema, _, _ = train(make_params("logistic_regression"), customers)
     with pytest.raises(fastpath.UnsupportedPipeline, match="not a Pipeline"):
         fastpath.derive(pipeline.named_steps["model"], schema)
+
+
+# --------------------------------------------------------------------------- scikit-learn upgrades
+# The fast path reads HistGradientBoosting's private tree records. A scikit-learn release may rename
+# or repurpose their fields while the estimator itself keeps predicting the same; renaming a field
+# of the node dtype in place reproduces exactly that (scikit-learn's compiled code reads the records
+# by position, not by name).
+
+
+def rename_node_fields(pipeline: Pipeline, renames: dict[str, str]) -> None:
+    """Every tree's node records viewed through a copy of their dtype with fields renamed (the
+    dtype scikit-learn builds new trees with stays as it is)."""
+    estimator = pipeline.named_steps["model"]
+    old = estimator._predictors[0][0].nodes.dtype
+    new = np.dtype(
+        {
+            "names": [renames.get(name, name) for name in old.names],
+            "formats": [old.fields[name][0] for name in old.names],
+            "offsets": [old.fields[name][1] for name in old.names],
+            "itemsize": old.itemsize,
+        }
+    )
+    for iteration in estimator._predictors:
+        for predictor in iteration:
+            predictor.nodes = predictor.nodes.view(new)
+
+
+def test_a_private_field_gone_falls_back_to_the_estimator_not_a_crash(
+    customers: pd.DataFrame,
+) -> None:
+    pipeline, schema, train_frame, test = train(make_params("hist_gradient_boosting"), customers)
+    recs = records(schema, test)
+    before = pipeline.predict_proba(frame_from_records(schema, recs))
+    rename_node_fields(pipeline, {"num_threshold": "threshold_of_a_future_release"})
+    np.testing.assert_array_equal(pipeline.predict_proba(frame_from_records(schema, recs)), before)
+
+    fast = fastpath.derive(pipeline, schema)
+    assert "trees not walked" in fast.description and "num_threshold" in fast.description
+    assert not fast.numpy_only(1)  # the estimator's own compiled code scores every batch
+    probes = fastpath.probe_records(schema, records(schema, train_frame.head(8)))
+    assert fastpath.verify(fast, pipeline, schema, probes) <= TOL
+    assert_matches(pipeline, schema, recs)
+
+
+def test_a_private_field_with_a_new_meaning_is_caught_by_verification(
+    customers: pd.DataFrame,
+) -> None:
+    pipeline, schema, train_frame, _ = train(make_params("hist_gradient_boosting"), customers)
+    rename_node_fields(pipeline, {"left": "right", "right": "left"})
+    fast = fastpath.derive(pipeline, schema)  # reads every field it expects, wrongly
+    probes = fastpath.probe_records(schema, records(schema, train_frame.head(8)))
+    with pytest.raises(fastpath.UnsupportedPipeline, match=r"tree walk: max \|Δp\|"):
+        fastpath.verify(fast, pipeline, schema, probes)

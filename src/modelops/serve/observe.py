@@ -1,0 +1,90 @@
+"""Every HTTP request in; its response out with X-Model-Version and X-Request-ID added, counted in
+the request metrics and written as one access line.
+
+`RequestObserver` is the outermost ASGI layer around the Litestar app, so it sees every response:
+the routes' own, their errors (400, 413, 415, 503) and what Litestar's router answers before any
+route runs (404 for an unknown path, 405 for a method a path does not take). A Litestar middleware
+runs inside the router and would miss those.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar import Litestar
+
+from modelops.serve import logs
+from modelops.serve.metrics import ServeMetrics
+
+OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger(logs.ACCESS)
+
+
+def request_id_from(scope: dict[str, Any]) -> str:
+    """The client's X-Request-ID when it is a sane token, else a fresh one."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id" and _REQUEST_ID.match(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex
+
+
+class RequestObserver:
+    """The outermost ASGI layer: the Litestar app behind it, every request observed."""
+
+    def __init__(self, app: Litestar, metrics: ServeMetrics, version: str, access: bool) -> None:
+        self.app = app
+        self.state = app.state
+        # The app's routes; any other path is counted as OTHER.
+        self.endpoints = frozenset(route.path for route in app.routes)
+        self.metrics = metrics
+        self.version = version.encode()
+        self.access = access
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = request_id_from(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        added = [(b"x-model-version", self.version), (b"x-request-id", request_id.encode())]
+        status = 500
+
+        async def send_with_headers(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *added]}
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - start
+            path = scope["path"]
+            endpoint = path if path in self.endpoints else OTHER
+            self.metrics.observe_request(endpoint, scope["method"], status, seconds)
+            if self.access:
+                client = scope.get("client")
+                logs.event(
+                    access_log,
+                    logging.INFO,
+                    "request",
+                    request_id=request_id,
+                    method=scope["method"],
+                    path=path[:200],
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    model_version=self.version.decode(),
+                    instances=state.get("instances"),
+                    client=client[0] if client else None,
+                )

@@ -1,0 +1,279 @@
+"""A Service in; its HTTP routes out: typed handlers, the predict body's decoder and the one table
+that turns an exception into a status code.
+
+Handlers are thin: they take and return the contract's msgspec Structs, and Litestar encodes the
+answers and lays out the OpenAPI document from these very signatures (serve/openapi.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.dto import AbstractDTO
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    ServiceUnavailableException,
+)
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.typing import FieldDefinition
+
+from modelops.errors import ArtifactIntegrityError, DataValidationError, ModelopsError
+from modelops.serve import logs
+from modelops.serve.config import ServeConfig
+from modelops.serve.contract import (
+    Decoded,
+    DriftSnapshot,
+    ErrorResponse,
+    FieldError,
+    Health,
+    ModelDescription,
+)
+from modelops.serve.metrics import MEDIA_TYPE
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from modelops.serve.app import Service
+
+    # Built from the model's classes at startup; Litestar resolves the name from the handler's
+    # signature namespace.
+    PredictResponse: TypeAlias = msgspec.Struct
+
+JSON = "application/json"
+log = logging.getLogger(logs.SERVER)
+_encoder = msgspec.json.Encoder()
+
+
+class UnsupportedMediaType(ClientException):
+    status_code = 415
+
+
+# --------------------------------------------------------------------------- errors -> status codes
+
+# The one place an exception becomes a status code; first match wins. None: the exception's own
+# status (Litestar's HTTP exceptions: 404, 405, 413, 415, 503, ...).
+STATUS_FOR: tuple[tuple[type[Exception], int | None], ...] = (
+    (DataValidationError, 400),
+    (HTTPException, None),
+    (ArtifactIntegrityError, 503),
+    (ModelopsError, 500),
+    (Exception, 500),
+)
+
+
+def status_of(exc: Exception) -> int:
+    for kind, status in STATUS_FOR:
+        if isinstance(exc, kind):
+            return status if status is not None else int(getattr(exc, "status_code", 500))
+    return 500
+
+
+def _problems(exc: Exception, status: int, config: ServeConfig) -> list[FieldError]:
+    """What went wrong, by path; built from our own words, never from the request's values."""
+    if isinstance(exc, DataValidationError):
+        return [FieldError(i.column, f"{i.kind} {i.detail}".strip()) for i in exc.issues]
+    if status == 404:
+        return [FieldError("$", "no such endpoint; the API is described at /schema")]
+    if status == 405:
+        return [FieldError("$", "method not allowed on this endpoint (see the Allow header)")]
+    if status == 413:
+        return [FieldError("$", f"body larger than the limit of {config.max_body_bytes} bytes")]
+    if status < 500 or isinstance(exc, ServiceUnavailableException | ArtifactIntegrityError):
+        detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
+        return [FieldError("$", detail)]
+    return [FieldError("$", "internal error; the server log has the details under this request_id")]
+
+
+def error_handler(config: ServeConfig) -> Any:
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        status = status_of(exc)
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        if status >= 500 and not isinstance(exc, ServiceUnavailableException):
+            log.error(
+                "unhandled error",
+                exc_info=exc,
+                extra={"fields": {"request_id": request_id, "path": request.url.path}},
+            )
+        body = ErrorResponse(status, _problems(exc, status, config), request_id)
+        headers = getattr(exc, "headers", None) or {}
+        return Response(_encoder.encode(body), status_code=status, media_type=JSON, headers=headers)
+
+    return handle
+
+
+def _errors(*statuses: tuple[int, str]) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(ErrorResponse, description=text, generate_examples=False)
+        for status, text in statuses
+    }
+
+
+# --------------------------------------------------------------------------- the predict body
+
+
+class PredictBody(AbstractDTO[Any]):
+    """The predict request body, decoded by the service's contract in one msgspec pass (every
+    problem listed) rather than by Litestar's generic decoding; documented as the request type."""
+
+    service: ClassVar[Service]
+    request_type: ClassVar[type[msgspec.Struct]]
+
+    @classmethod
+    def bound_to(cls, service: Service) -> type[PredictBody]:
+        attrs = {"service": service, "request_type": service.contract.request_type}
+        return type("PredictBody", (cls,), attrs)
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        """Nothing to derive from the handler's annotation: the contract decodes the body."""
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
+    ) -> Any:
+        return schema_creator.for_field_definition(
+            FieldDefinition.from_annotation(cls.request_type)
+        )
+
+    @classmethod
+    def generate_field_definitions(cls, model_type: type[Any]) -> Any:
+        return iter(())
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    def decode_bytes(self, value: bytes) -> Decoded:
+        return self.service.decode(value)
+
+    def decode_builtins(self, value: dict[str, Any]) -> Any:
+        raise UnsupportedMediaType(detail="send the body as Content-Type: application/json (UTF-8)")
+
+
+class Inbound(ASGIMiddleware):
+    """A predict request from the moment it enters the route: the batcher learns it is on its way
+    (so requests whose bodies are still being read can share the next model call), and a client
+    that hangs up before its body is complete is a client error, not a server one."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        async def body_or_refuse() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientException(detail="the client disconnected before the body was complete")
+            return message
+
+        batcher = self.service.batcher
+        if batcher is None:
+            await next_app(scope, body_or_refuse, send)
+            return
+        with batcher.arrival() as arrival:
+            scope["state"]["arrival"] = arrival
+            await next_app(scope, body_or_refuse, send)
+
+
+def _admit(service: Service) -> Any:
+    async def admit(request: Request[Any, Any, Any]) -> None:
+        """Refuse before the body is read: a non-JSON body, or no model to score it."""
+        require_json(request.headers.get("content-type"))
+        if not service.ready():
+            raise ServiceUnavailableException(detail=service.not_ready())
+
+    return admit
+
+
+def require_json(content_type: str | None) -> None:
+    media, _, params = (content_type or "").partition(";")
+    charset = next(
+        (
+            v.strip().strip('"').lower()
+            for k, _, v in (p.partition("=") for p in params.split(";"))
+            if k.strip().lower() == "charset"
+        ),
+        "utf-8",
+    )
+    if media.strip().lower() != JSON or charset != "utf-8":
+        raise UnsupportedMediaType(detail="send the body as Content-Type: application/json (UTF-8)")
+
+
+# --------------------------------------------------------------------------- the routes
+
+
+def handlers(service: Service) -> list[HTTPRouteHandler]:
+    """Every route of the service; /v1/drift only when live drift is on."""
+    namespace = {"PredictResponse": service.contract.response_type}
+
+    @post(
+        "/v1/predict",
+        status_code=200,
+        dto=PredictBody.bound_to(service),
+        return_dto=None,
+        before_request=_admit(service),
+        middleware=[Inbound(service)],
+        signature_namespace=namespace,
+        operation_id="predict",
+        summary="Score 1 to max_instances instances",
+        response_description="one prediction per instance, in order",
+        responses=_errors(
+            (400, "the request breaks the contract; every problem by path"),
+            (413, "the body is larger than the configured limit"),
+            (415, "the body is not application/json"),
+            (503, "the model is not loaded and verified yet"),
+        ),
+    )
+    async def predict(data: JSONBody[Decoded], request: Request[Any, Any, Any]) -> PredictResponse:
+        return await service.predict(data, request.scope["state"])
+
+    @get("/v1/model", summary="The model card", response_description="the card")
+    async def model() -> ModelDescription:
+        return service.describe()
+
+    @get(
+        "/v1/drift",
+        summary="Drift of the last answered rows against the training profile",
+        response_description="the live window's drift report",
+    )
+    async def drift() -> DriftSnapshot:
+        assert service.live_drift is not None  # the route exists only when live drift is on
+        live = service.live_drift
+        return DriftSnapshot(live.window.window, live.snapshot())
+
+    @get("/health/live", summary="Liveness", response_description="the process answers")
+    async def live() -> Health:
+        return Health("live")
+
+    @get(
+        "/health/ready",
+        summary="Readiness",
+        response_description="model loaded and verified",
+        responses={503: ResponseSpec(Health, description="loading, or failed verification")},
+    )
+    async def ready() -> Response[Health]:
+        health = service.health()
+        return Response(health, status_code=200 if health.status == "ready" else 503)
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_description="text exposition format",
+        media_type=MEDIA_TYPE,
+    )
+    async def metrics() -> bytes:
+        return service.metrics.exposition()
+
+    routes = [predict, model, drift, live, ready, metrics]
+    if service.live_drift is None:
+        routes.remove(drift)
+    return routes
