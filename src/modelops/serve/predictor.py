@@ -26,9 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from modelops import bundle, fastpath
-from modelops.card import Card, check_reference
+from modelops.card import Card
 from modelops.errors import ArtifactIntegrityError
 from modelops.evaluation import predict_labels
+from modelops.fitted import check_reference
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve.contract import Decision
 
