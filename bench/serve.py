@@ -36,9 +36,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from modelops import bundle, fastpath, paths
+from modelops import fastpath, paths
 from modelops.card import load_card
 from modelops.fitted import records
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
 
 TARGETS = {"c16_vs_fastapi": 10.0, "c1_vs_inprocess": 3.0, "batch_vs_inprocess": 0.9}

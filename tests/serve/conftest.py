@@ -24,7 +24,7 @@ import pytest
 from litestar.testing import TestClient
 from sklearn.preprocessing import MinMaxScaler
 
-from modelops import bundle, files
+from modelops import files
 from modelops.card import DataFingerprint, to_json
 from modelops.dataset import split
 from modelops.drift import build_profile
@@ -32,6 +32,7 @@ from modelops.evaluation import classification_metrics
 from modelops.fitted import build_card, reference_sample
 from modelops.params import Params
 from modelops.pipeline import build_pipeline
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, infer_and_validate
 from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig

@@ -28,10 +28,11 @@ from litestar.exceptions import (
     ServiceUnavailableException,
 )
 
-from modelops import bundle, files
+from modelops import files
 from modelops.card import Card
 from modelops.drift import Profile
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
+from modelops.registry import bundle
 from modelops.serve import logs
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import (

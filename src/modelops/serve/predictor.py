@@ -25,11 +25,12 @@ import joblib
 import numpy as np
 import numpy.typing as npt
 
-from modelops import bundle, fastpath
+from modelops import fastpath
 from modelops.card import Card
 from modelops.errors import ArtifactIntegrityError
 from modelops.evaluation import predict_labels
 from modelops.fitted import check_reference
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve.contract import Decision
 
