@@ -36,8 +36,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from modelops import bundle, paths
-from modelops.card import load_card, records
+from modelops import paths
+from modelops.card import load_card
+from modelops.fitted import records
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve import fastpath
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelops import bundle, cli, registry
+from modelops import cli, files, registry
 from modelops.errors import ArtifactIntegrityError, RegistryError
+from modelops.registry import bundle, git
 from tests.conftest import copy_repo, edit_file, run
 
 pytestmark = pytest.mark.usefixtures("tool_environ")
@@ -75,6 +76,10 @@ def lock_md5(repo: Path, rev: str) -> str:
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def gto_view(repo: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -338,10 +343,10 @@ def test_promote_is_all_or_nothing_when_a_tag_name_is_taken(repo: Path) -> None:
     # The transaction itself refuses as a whole, even past the pre-check.
     reg = registry.read(repo)
     with pytest.raises(RegistryError, match="no tag was written"):
-        registry._write_tags(
+        git.write_tags(
             repo,
-            reg,
             [("churn#prod!#4", head(repo), "first"), ("churn#prod#3", head(repo), "taken")],
+            after=reg.newest_time,
         )
     assert tags(repo) == before
 
@@ -394,11 +399,58 @@ def test_diff_puts_metrics_params_and_data_side_by_side(
     assert code == 0 and "1 differ" in text and "max_iter" in text and "roc_auc" in text
 
 
+def test_a_version_whose_card_is_of_an_older_format_is_listed_and_shown_with_the_reason(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A card as an older modelops wrote it, before cards carried a reference sample.
+    card = json.loads((repo / "models" / "card.json").read_text())
+    del card["reference"]
+    (repo / "models" / "card.json").write_text(json.dumps(card, indent=2))
+    run("git", "commit", "-q", "-am", "a card in an older format", cwd=repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "models/card.json at HEAD is not a model card" in err
+    assert "reference" in err and tags(repo) == before
+    # Registered when that format was current.
+    run("git", "tag", "-a", "churn@v1.2.0", "-m", "registered by an older modelops", cwd=repo)
+
+    code, text, _ = modelops(repo, capsys, "list")
+    assert code == 0
+    row = next(line for line in text.splitlines() if line.startswith("v1.2.0"))
+    assert "card unreadable" in row
+    assert "v1.2.0: card unreadable: Object missing required field `reference`" in text
+    assert "hist_gradient_boosting" in next(
+        line for line in text.splitlines() if line.startswith("v1.1.0")
+    )
+    listed = json.loads(modelops(repo, capsys, "list", "--json")[1])
+    old, previous = listed["versions"][0], listed["versions"][1]
+    assert old["version"]["version"] == "v1.2.0" and old["estimator"] is None
+    assert "reference" in old["card_unreadable"] and old["metrics"] == previous["metrics"]
+    assert "card_unreadable" not in previous  # a readable card adds nothing to the JSON
+
+    code, text, _ = modelops(repo, capsys, "show", "v1.2.0")
+    assert code == 0 and "(card unreadable: Object missing required field `reference`)" in text
+    assert "roc_auc" in text and "train.hist_gradient_boosting.max_iter" in text
+    shown = json.loads(modelops(repo, capsys, "show", "v1.2.0", "--json")[1])
+    assert shown["card"] is None and "reference" in shown["card_unreadable"]
+
+    code, text, _ = modelops(repo, capsys, "diff", "v1.1.0", "v1.2.0")
+    assert code == 0 and "churn@v1.2.0: card unreadable" in text
+
+    code, _, err = modelops(repo, capsys, "bundle", "v1.2.0", "--out", str(tmp_path / "b"))
+    assert code == 1 and "is not a model card this modelops reads" in err
+    assert not (tmp_path / "b").exists()
+
+
 # -------------------------------------------------------------------------------- bundle
 
 
 def test_bundle_is_verified_against_the_card_and_the_commits_lock(
-    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    repo: Path,
+    template: Template,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry.promote("v1.0.0", "prod", repo)
     out = tmp_path / "bundle"
@@ -418,6 +470,15 @@ def test_bundle_is_verified_against_the_card_and_the_commits_lock(
         assert (out / name).read_text() == committed
     assert sorted(p.name for p in out.iterdir()) == sorted([bundle.MANIFEST, *bundle.CONTENTS])
     assert all(os.access(p, os.R_OK) for p in out.iterdir())
+
+    # The loader gets every digest it needs from one read of each file.
+    hashed: list[str] = []
+    real_sha256 = files.sha256
+    monkeypatch.setattr(files, "sha256", lambda p: hashed.append(Path(p).name) or real_sha256(p))
+    verified = bundle.verify(out)
+    assert sorted(hashed) == sorted(bundle.CONTENTS)
+    assert verified.digests == manifest.files
+    assert verified.model_sha256 == card.artifact.sha256 == sha256(out / "model.joblib")
 
     # A model file modified after bundling is refused by the loader's check.
     with (out / "model.joblib").open("ab") as f:
@@ -452,7 +513,7 @@ def test_bundle_fetches_from_the_remote_when_the_cache_lacks_the_model(
     digest = lock_md5(repo, template.second)
     (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
 
-    manifest = registry.materialise("v1.1.0", tmp_path / "bundle", repo)
+    manifest = bundle.materialise("v1.1.0", tmp_path / "bundle", repo)
     assert manifest.version == "v1.1.0"
     assert md5(tmp_path / "bundle" / "model.joblib") == digest
 
@@ -475,7 +536,7 @@ def test_bundle_refuses_to_replace_a_directory_that_is_not_a_bundle(
     keep.mkdir()
     (keep / "important.txt").write_text("keep me\n")
     with pytest.raises(RegistryError, match="is not a bundle"):
-        registry.materialise("v1.0.0", keep, repo)
+        bundle.materialise("v1.0.0", keep, repo)
     assert (keep / "important.txt").read_text() == "keep me\n"
 
 

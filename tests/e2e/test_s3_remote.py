@@ -124,7 +124,8 @@ def log_segment(repo: Path, scenario: str, rows: int, seq: int) -> bytes:
     import joblib
     import pandas as pd
 
-    from modelops.card import load_card, records
+    from modelops.card import load_card
+    from modelops.fitted import records
 
     card = load_card(repo / paths.CARD)
     frame = pd.read_parquet(repo / paths.SCENARIOS / f"{scenario}.parquet").head(rows)

@@ -24,13 +24,15 @@ import pytest
 from litestar.testing import TestClient
 from sklearn.preprocessing import MinMaxScaler
 
-from modelops import bundle, files
-from modelops.card import DataFingerprint, build_card, reference_sample, to_json
+from modelops import files
+from modelops.card import DataFingerprint, to_json
 from modelops.dataset import split
 from modelops.drift import build_profile
 from modelops.evaluation import classification_metrics
+from modelops.fitted import build_card, reference_sample
 from modelops.params import Params
 from modelops.pipeline import build_pipeline
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, infer_and_validate
 from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig
@@ -49,7 +51,7 @@ class Trained:
     test: pd.DataFrame  # held-out rows, features as prepared (NaN for missing)
 
     def records(self, frame: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-        from modelops.card import records
+        from modelops.fitted import records
 
         return records(self.schema, self.test if frame is None else frame)
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 
-from modelops import bundle, files
+from modelops import files
 from modelops.cli import main
 from modelops.errors import ArtifactIntegrityError
+from modelops.registry import bundle
 from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig
 from tests.conftest import require_tool

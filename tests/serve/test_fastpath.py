@@ -11,8 +11,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 
-from modelops.card import records
 from modelops.dataset import split
+from modelops.fitted import records
 from modelops.params import Params
 from modelops.pipeline import build_pipeline
 from modelops.schema import FeatureSchema, frame_from_records, infer_and_validate

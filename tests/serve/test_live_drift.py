@@ -13,8 +13,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from modelops import bundle, drift, files
+from modelops import drift, files
 from modelops.errors import SchemaError
+from modelops.registry import bundle
 from modelops.schema import infer_and_validate
 from modelops.serve.config import ConfigInvalid, ServeConfig, build
 from modelops.synthetic import generate_customers

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from modelops import bundle, files
+from modelops import files
+from modelops.registry import bundle
 from tests.conftest import require_tool
 from tests.serve.conftest import Server, Trained, free_port, start_server
 from tests.serve.test_deploy import dashboard_exprs, exported_names, metric_names

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from modelops import files, paths
-from modelops.card import check_reference, load_card
+from modelops.card import load_card
 from modelops.errors import DataValidationError
+from modelops.fitted import check_reference
 from modelops.params import load
 from modelops.pipeline import build_pipeline, fit
 from modelops.schema import FeatureSchema, frame_from_records

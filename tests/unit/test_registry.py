@@ -1,15 +1,14 @@
-"""Reading the registry from tags, choosing versions and rollback targets: pure functions, no git."""
+"""GTO's tag grammar, the registry it describes, choosing versions and rollback targets: tags.py,
+pure functions, no git."""
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
+import gto.constants
 import pytest
 
-from modelops import registry
 from modelops.errors import RegistryError
-from modelops.registry import TagRecord
+from modelops.registry import tags
+from modelops.registry.tags import Tag, TagRecord
 
 C1, C2, C3 = "1" * 40, "2" * 40, "3" * 40
 ROLLBACK = "roll back\n\nModelops-Operation: rollback"
@@ -21,8 +20,8 @@ def tag(name: str, commit: str, time: int, message: str = "") -> TagRecord:
     )
 
 
-def three_versions(*stage_tags: TagRecord) -> registry.Registry:
-    return registry.build_registry(
+def three_versions(*stage_tags: TagRecord) -> tags.Registry:
+    return tags.build_registry(
         "churn",
         [
             tag("churn@v1.0.0", C1, 100),
@@ -36,11 +35,11 @@ def three_versions(*stage_tags: TagRecord) -> registry.Registry:
 def test_versions_are_ordered_by_semver_not_by_text() -> None:
     reg = three_versions()
     assert [v.version for v in reg.versions] == ["v1.10.0", "v1.1.0", "v1.0.0"]
-    assert registry.resolve(reg, "latest").version == "v1.10.0"
+    assert tags.resolve(reg, "latest").version == "v1.10.0"
 
 
 def test_tags_of_other_models_and_other_grammars_are_ignored() -> None:
-    reg = registry.build_registry(
+    reg = tags.build_registry(
         "churn",
         [
             tag("churn@v1.0.0", C1, 100),
@@ -74,7 +73,7 @@ def test_a_deregistered_version_holds_no_stage_and_is_not_latest() -> None:
     reg = three_versions(tag("churn#prod#1", C3, 400), tag("churn@v1.10.0!", C3, 500))
     assert reg.stages == {}
     assert [v.version for v in reg.versions if v.deregistered] == ["v1.10.0"]
-    assert registry.resolve(reg, "latest").version == "v1.1.0"
+    assert tags.resolve(reg, "latest").version == "v1.1.0"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +89,7 @@ def test_a_deregistered_version_holds_no_stage_and_is_not_latest() -> None:
 )
 def test_resolve_accepts_versions_tags_stages_and_latest(ref: str, version: str) -> None:
     reg = three_versions(tag("churn#prod#1", C1, 400))
-    assert registry.resolve(reg, ref).version == version
+    assert tags.resolve(reg, ref).version == version
 
 
 @pytest.mark.parametrize(
@@ -104,7 +103,7 @@ def test_resolve_accepts_versions_tags_stages_and_latest(ref: str, version: str)
 def test_resolve_names_what_exists_when_a_ref_is_unknown(ref: str, message: str) -> None:
     reg = three_versions(tag("churn#prod#1", C1, 400))
     with pytest.raises(RegistryError, match=message):
-        registry.resolve(reg, ref)
+        tags.resolve(reg, ref)
 
 
 def test_events_are_read_in_time_order_whatever_the_tag_names() -> None:
@@ -126,8 +125,8 @@ def test_holder_stack_pops_rolled_back_tenures() -> None:
     )
     assert reg.stages == {"prod": "v1.1.0"}
     # v1.10.0 was rolled back, so the next rollback from v1.1.0 goes to v1.0.0.
-    assert registry.holder_stack(reg.events, "prod") == ["v1.0.0", "v1.1.0"]
-    assert registry.holder_stack(reg.events, "staging") == []
+    assert tags.holder_stack(reg.events, "prod") == ["v1.0.0", "v1.1.0"]
+    assert tags.holder_stack(reg.events, "staging") == []
 
 
 def test_holder_stack_keeps_a_version_promoted_twice() -> None:
@@ -136,11 +135,11 @@ def test_holder_stack_keeps_a_version_promoted_twice() -> None:
         tag("churn#prod#2", C2, 500),
         tag("churn#prod#3", C1, 600),
     )
-    assert registry.holder_stack(reg.events, "prod") == ["v1.0.0", "v1.1.0", "v1.0.0"]
+    assert tags.holder_stack(reg.events, "prod") == ["v1.0.0", "v1.1.0", "v1.0.0"]
 
 
-def _version(v: str) -> registry.Version:
-    return registry.Version(name="churn", version=v, commit=C1, time=1, author="a", message="")
+def _version(v: str) -> tags.Version:
+    return tags.Version(name="churn", version=v, commit=C1, time=1, author="a", message="")
 
 
 @pytest.mark.parametrize(
@@ -155,67 +154,122 @@ def _version(v: str) -> registry.Version:
     ],
 )
 def test_next_version_bumps_from_the_greatest(
-    greatest: str | None, bump: registry.Bump | None, expected: str
+    greatest: str | None, bump: tags.Bump | None, expected: str
 ) -> None:
     base = _version(greatest) if greatest else None
-    assert registry.next_version(base, [], bump) == expected
+    assert tags.next_version(base, [], bump) == expected
 
 
 def test_changed_inputs_make_the_default_bump_major_and_refuse_a_minor_one() -> None:
     base = _version("v1.2.3")
     changes = ["removed feature 'age'"]
-    assert registry.next_version(base, changes) == "v2.0.0"
+    assert tags.next_version(base, changes) == "v2.0.0"
     with pytest.raises(
         RegistryError, match=r"inputs changed since churn@v1\.2\.3 .*age.*--bump major"
     ):
-        registry.next_version(base, changes, "minor")
+        tags.next_version(base, changes, "minor")
     with pytest.raises(RegistryError, match="new major version"):
-        registry.next_version(base, changes, version="v1.9.0")
-    assert registry.next_version(base, changes, version="v3.0.0") == "v3.0.0"
+        tags.next_version(base, changes, version="v1.9.0")
+    assert tags.next_version(base, changes, version="v3.0.0") == "v3.0.0"
 
 
 @pytest.mark.parametrize("version", ["1.2.3", "v1.2", "v1.2.3-rc.1", "v01.2.3", "latest"])
 def test_an_explicit_version_must_be_plain_semver(version: str) -> None:
     with pytest.raises(RegistryError, match=r"vMAJOR\.MINOR\.PATCH"):
-        registry.next_version(None, [], version=version)
+        tags.next_version(None, [], version=version)
 
 
-CARD: dict[str, Any] = {
-    "classes": [0, 1],
-    "feature_schema": {
-        "features": [
-            {"name": "age", "kind": "numeric", "dtype": "integer", "nullable": True, "min": 18.0},
-            {"name": "plan", "kind": "categorical", "categories": ["a", "b"], "nullable": False},
-        ]
-    },
-}
+# ------------------------------------------------------------------------------------ grammar
 
 
-def test_contract_ignores_what_retraining_on_new_data_changes() -> None:
-    new = copy.deepcopy(CARD)
-    new["feature_schema"]["features"][0].update(min=0.0, nullable=False)
-    new["feature_schema"]["features"][1]["categories"] = ["a", "b", "c"]
-    assert registry.contract_changes(CARD, new) == []
+def test_the_grammar_is_gtos_own() -> None:
+    # Spelled in tags.py so reading the registry does not import GTO; it must stay GTO's.
+    assert tags.TAG_RE.pattern == gto.constants.tag_re.pattern
+    assert tags.NAME_RE.pattern == gto.constants.name_re.pattern
 
 
-def test_contract_names_every_change_a_client_would_feel() -> None:
-    new = copy.deepcopy(CARD)
-    features = new["feature_schema"]["features"]
-    features[0]["dtype"] = "float"
-    features[1]["name"] = "tier"
-    new["classes"] = [0, 1, 2]
-    assert registry.contract_changes(CARD, new) == [
-        "added feature 'tier'",
-        "removed feature 'plan'",
-        "feature 'age' changed from numeric/integer to numeric/float",
-        "classes changed from [0, 1] to [0, 1, 2]",
-    ]
-    assert registry.contract_changes(None, new) == []
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("churn@v1.2.0", Tag(artifact="churn", action="register", version="v1.2.0")),
+        (
+            "churn@v1.2.0!#7",
+            Tag(artifact="churn", action="deregister", version="v1.2.0", counter=7),
+        ),
+        ("churn@v1.10.0!", Tag(artifact="churn", action="deregister", version="v1.10.0")),
+        ("churn#prod#3", Tag(artifact="churn", action="assign", stage="prod", counter=3)),
+        ("churn#prod!#4", Tag(artifact="churn", action="unassign", stage="prod", counter=4)),
+        (
+            "churn#eu/prod_2#12",
+            Tag(artifact="churn", action="assign", stage="eu/prod_2", counter=12),
+        ),
+        (
+            "fraud-model@v2.0.0-rc.1",
+            Tag(artifact="fraud-model", action="register", version="v2.0.0-rc.1"),
+        ),
+    ],
+)
+def test_every_tag_kind_round_trips(text: str, parsed: Tag) -> None:
+    assert tags.parse_tag(text) == parsed
+    assert tags.format_tag(parsed) == text
+    assert tags.parse_tag(tags.format_tag(parsed)) == parsed
+    # GTO reads the same event from the same name.
+    m = gto.constants.tag_re.match(text)
+    assert m is not None and m["artifact"] == parsed.artifact
+    assert (m["version"], m["stage"]) == (parsed.version, parsed.stage)
 
 
-def test_flatten_names_params_the_way_dvc_does() -> None:
-    assert registry.flatten({"train": {"hgb": {"max_iter": 5}, "x": []}, "seed": 1}) == {
-        "train.hgb.max_iter": 5,
-        "train.x": [],
-        "seed": 1,
-    }
+@pytest.mark.parametrize(
+    "text",
+    [
+        "churn@1.2.0",  # versions start with v
+        "churn@v1.2",
+        "churn@v01.2.0",
+        "churn#prod#x",
+        "churn#pr od#1",
+        "churn#-prod#1",
+        "churn##1",
+        "churn",
+        "@v1.0.0",
+        "release-2024",
+        "churn@created",  # GTO's markers, not events of a version or stage
+        "churn@deprecated#2",
+    ],
+)
+def test_tags_outside_the_grammar_are_not_registry_events(text: str) -> None:
+    assert tags.parse_tag(text) is None
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        Tag(artifact="churn", action="register", version="1.2.0"),
+        Tag(artifact="churn", action="register"),
+        Tag(artifact="churn", action="assign", counter=1),
+        Tag(artifact="churn", action="assign", stage="pr od", counter=1),
+        Tag(artifact="churn", action="unassign", stage="prod!", counter=1),
+        Tag(artifact="bad name", action="register", version="v1.0.0"),
+        Tag(artifact="churn", action="register", version="v1.0.0", stage="prod"),
+        Tag(artifact="churn", action="assign", stage="prod", counter=-1),
+    ],
+)
+def test_a_tag_gto_would_read_differently_is_refused(tag: Tag) -> None:
+    with pytest.raises(RegistryError, match="not a tag in GTO's grammar; nothing was written"):
+        tags.format_tag(tag)
+
+
+@pytest.mark.parametrize("stage", ["latest", "pr od", "prod!", "", "-prod", "prod#2"])
+def test_stage_names_follow_gto_and_are_not_latest(stage: str) -> None:
+    with pytest.raises(RegistryError, match="not a valid stage name"):
+        tags.check_stage_name(stage, "churn")
+
+
+def test_a_rollback_is_read_from_its_trailer() -> None:
+    def event(message: str) -> tags.Event:
+        return tags.Event(
+            tag="churn#prod#1", action="assign", commit=C1, time=1, author="a", message=message
+        )
+
+    assert tags.is_rollback(event(tags.rollback_trailer("roll back prod", "rollback")))
+    assert not tags.is_rollback(event(tags.rollback_trailer("promote v1.0.0", "promote")))
+    assert not tags.is_rollback(event("talks about Modelops-Operation: rollback inline"))

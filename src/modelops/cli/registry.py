@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modelops import paths, registry
 from modelops.cli.output import print_json, table
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from modelops.card import Card, DataFingerprint
+
+    _Actions: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
 _KEY_METRICS = ("roc_auc", "roc_auc_macro", "log_loss", "accuracy", "f1", "f1_macro")
 _HISTORY_SHOWN = 10
+_UNREADABLE = "card unreadable"
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: _Actions) -> None:
     reg = commands.add_parser(
         "registry",
         help="model versions and stages as git tags (GTO's format)",
@@ -29,15 +37,33 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--repo", type=Path, default=Path("."), help="repository root (default: current directory)"
     )
 
+    for add in (
+        _add_list,
+        _add_show,
+        _add_register,
+        _add_promote,
+        _add_rollback,
+        _add_deregister,
+        _add_diff,
+        _add_bundle,
+    ):
+        add(sub, common)
+
+
+def _add_list(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", parents=[common], help="every version, its stages and key metrics")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(handler=_list)
 
+
+def _add_show(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("show", parents=[common], help="full lineage of one version")
     p.add_argument("ref", help="version (v1.2.0, churn@v1.2.0, latest) or stage (prod)")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(handler=_show)
 
+
+def _add_register(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "register",
         parents=[common],
@@ -53,18 +79,24 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-m", "--message", help="annotation of the version tag")
     p.set_defaults(handler=_register)
 
+
+def _add_promote(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("promote", parents=[common], help="give a stage to a version")
     p.add_argument("ref", help="version (v1.2.0) or the stage whose holder to promote (staging)")
     p.add_argument("--stage", required=True, help="stage to assign, e.g. prod")
     p.add_argument("-m", "--message", help="annotation of the stage tag")
     p.set_defaults(handler=_promote)
 
+
+def _add_rollback(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "rollback", parents=[common], help="give a stage back to the version that held it before"
     )
     p.add_argument("--stage", required=True, help="stage to roll back, e.g. prod")
     p.set_defaults(handler=_rollback)
 
+
+def _add_deregister(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "deregister",
         parents=[common],
@@ -77,12 +109,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-m", "--message", help="annotation of the deregistration tag")
     p.set_defaults(handler=_deregister)
 
+
+def _add_diff(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("diff", parents=[common], help="metrics, params and data of two versions")
     p.add_argument("a", help="version or stage")
     p.add_argument("b", help="version or stage")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(handler=_diff)
 
+
+def _add_bundle(sub: _Actions, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "bundle", parents=[common], help="write a version's verified model bundle to a directory"
     )
@@ -91,12 +127,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=_bundle)
 
 
-def _data_cell(data: dict[str, dict[str, Any]]) -> str:
-    raw, train = data.get("raw") or {}, data.get("train") or {}
-    if not raw:
+def _data_cell(data: dict[str, DataFingerprint]) -> str:
+    raw, train = data.get("raw"), data.get("train")
+    if raw is None:
         return "-"
-    rows = f" ({train['rows']} train rows)" if train.get("rows") is not None else ""
-    return f"{str(raw.get('md5'))[:8]}{rows}"
+    rows = f" ({train.rows} train rows)" if train is not None and train.rows is not None else ""
+    return f"{raw.md5[:8]}{rows}"
 
 
 def _event_line(e: registry.Event) -> list[object]:
@@ -126,7 +162,7 @@ def _list(args: argparse.Namespace) -> int:
             s.version.commit[:8],
             "deregistered" if s.version.deregistered else ", ".join(s.version.stages) or "-",
             *[s.metrics.get(k) for k in metric_keys],
-            s.estimator,
+            _UNREADABLE if s.card_unreadable else s.estimator,
             _data_cell(s.data),
         ]
         for s in found.versions
@@ -135,6 +171,9 @@ def _list(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{s}={v}" for s, v in found.stages.items()) or "none assigned"
     print(f"{found.name}: {len(found.versions)} version(s); stages: {stages}\n")
     print(table([*headers, "ESTIMATOR", "DATA (raw md5)"], rows))
+    for s in found.versions:
+        if s.card_unreadable:
+            print(f"  {s.version.version}: {_UNREADABLE}: {s.card_unreadable}")
     events = list(reversed(found.events))
     print("\nhistory (newest first):")
     print(
@@ -150,33 +189,20 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    lin = registry.lineage(args.ref, args.repo)
+    lin = registry.show(args.ref, args.repo)
     if args.json:
         print_json(lin)
         return 0
-    v, card = lin.version, lin.card or {}
+    v = lin.version
     state = "deregistered" if v.deregistered else f"stages: {', '.join(v.stages) or 'none'}"
     print(f"{v.tag}  ({state})")
     print(f"  commit      {v.commit}")
     print(f"  registered  {v.date} by {v.author}")
     print(f"  message     {v.message}")
-    if card:
-        art = card.get("artifact") or {}
-        print("\nmodel")
-        print(f"  estimator   {card.get('estimator')}  seed {card.get('seed')}")
-        print(f"  artifact    {paths.MODEL.as_posix()}  sha256 {art.get('sha256')}")
-        print(f"              md5 {art.get('md5')}  {art.get('bytes')} bytes")
-        libs = ", ".join(f"{k} {val}" for k, val in (card.get("libraries") or {}).items())
-        print(f"  libraries   {libs}")
-        data = card.get("data") or {}
-        print("\ndata")
-        print(
-            table(
-                ["NAME", "PATH", "MD5", "ROWS"],
-                [[k, d.get("path"), d.get("md5"), d.get("rows")] for k, d in data.items()],
-                "  ",
-            )
-        )
+    if lin.card is not None:
+        _print_card(lin.card)
+    elif lin.card_unreadable:
+        print(f"\n({_UNREADABLE}: {lin.card_unreadable})")
     else:
         print("\n(no model card in this commit)")
     print("\nmetrics")
@@ -188,7 +214,7 @@ def _show(args: argparse.Namespace) -> int:
         [stage, kind, path, md5]
         for stage, body in lin.lock.items()
         for kind in ("outs", "deps")
-        for path, md5 in body[kind].items()
+        for path, md5 in getattr(body, kind).items()
     ]
     print(table(["STAGE", "KIND", "PATH", "MD5"], lock_rows, "  "))
     print("\nhistory")
@@ -200,6 +226,23 @@ def _show(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _print_card(card: Card) -> None:
+    art = card.artifact
+    print("\nmodel")
+    print(f"  estimator   {card.estimator}  seed {card.seed}")
+    print(f"  artifact    {paths.MODEL.as_posix()}  sha256 {art.sha256}")
+    print(f"              md5 {art.md5}  {art.bytes} bytes")
+    print(f"  libraries   {', '.join(f'{k} {val}' for k, val in card.libraries.items())}")
+    print("\ndata")
+    print(
+        table(
+            ["NAME", "PATH", "MD5", "ROWS"],
+            [[k, d.path, d.md5, d.rows] for k, d in card.data.items()],
+            "  ",
+        )
+    )
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -267,11 +310,15 @@ def _diff(args: argparse.Namespace) -> int:
             "  ",
         )
     )
+    for tag, reason in d.card_unreadable.items():
+        print(f"  {tag}: {_UNREADABLE}: {reason}")
     return 0
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    m = registry.materialise(args.ref, args.out, args.repo)
+    from modelops.registry.bundle import materialise  # loads the card's libraries: only here
+
+    m = materialise(args.ref, args.out, args.repo)
     stages = f", stages: {', '.join(m.stages)}" if m.stages else ""
     print(f"bundled {m.name} {m.version} (commit {m.commit[:8]}{stages}) into {args.out}")
     print("  model.joblib verified: sha256 matches the card, md5 matches the commit's dvc.lock")

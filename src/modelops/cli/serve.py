@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelops import registry
-
 if TYPE_CHECKING:
     from modelops.serve.config import ServeConfig
 
@@ -58,6 +56,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from modelops.registry.bundle import materialise
     from modelops.serve.config import FIELDS, ConfigInvalid, build
 
     try:
@@ -73,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
             if bundle_dir is None:
                 scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
                 bundle_dir = scratch / "bundle"
-            registry.materialise(args.ref, bundle_dir)
+            materialise(args.ref, bundle_dir)
         _run_server(bundle_dir, config)
     finally:
         if scratch is not None:

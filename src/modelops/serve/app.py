@@ -24,10 +24,11 @@ from litestar import Litestar
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ServiceUnavailableException
 
-from modelops import bundle, files
+from modelops import files
 from modelops.drift import Profile
 from modelops.errors import DataIssue, DataValidationError, ModelopsError
 from modelops.evaluation import Decision
+from modelops.registry import bundle
 from modelops.serve import logs, openapi, routes
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import Contract, Decoded, Health, Inference, ModelDescription, ModelRef

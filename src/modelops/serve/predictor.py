@@ -24,9 +24,10 @@ from typing import Any, Literal
 import joblib
 import numpy as np
 
-from modelops import bundle
-from modelops.card import Card, check_reference
+from modelops.card import Card
 from modelops.errors import ArtifactIntegrityError
+from modelops.fitted import check_reference
+from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve import fastpath
 from modelops.types import FloatArray, Row

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from modelops import files, paths
-from modelops.card import DataFingerprint, build_card, reference_sample, to_json
+from modelops.card import DataFingerprint, to_json
+from modelops.fitted import build_card, reference_sample
 from modelops.params import load
 from modelops.pipeline import build_pipeline, fit
 from modelops.schema import FeatureSchema

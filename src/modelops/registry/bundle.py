@@ -1,0 +1,230 @@
+"""A registry ref in, a verified bundle directory out; a bundle directory in, its verified manifest,
+card and file digests out: what the server and the container load.
+
+Layout of a bundle (written by `modelops registry bundle`):
+
+    bundle.json     manifest: name, version, commit, and the sha256 of every other file
+    model.joblib    the fitted Pipeline
+    card.json       the model card (lineage, schema, reference predictions)
+    profile.json    the frozen reference feature profile
+    metrics.json    the evaluation metrics of this version
+
+`verify` checks every file against the manifest and the model against the card *before* anything
+unpickles it, hashing each file once; it returns the digests so a loader need not hash again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from modelops import files, paths
+from modelops.card import Card, check_artifact_digest, load_card
+from modelops.errors import ArtifactIntegrityError, RegistryError
+from modelops.registry import git
+from modelops.registry.lineage import DVC_LOCK, model_md5, parse_lock, read, read_card
+from modelops.registry.tags import Version, resolve
+
+MANIFEST = "bundle.json"
+MODEL = "model.joblib"
+CARD = "card.json"
+PROFILE = "profile.json"
+METRICS = "metrics.json"
+CONTENTS = (MODEL, CARD, PROFILE, METRICS)
+
+
+class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    version: str
+    commit: str
+    files: dict[str, str]  # file name -> sha256
+    stages: list[str] = msgspec.field(default_factory=list)  # stages the version held when bundled
+
+
+class Verified(msgspec.Struct, frozen=True, kw_only=True):
+    """A bundle that passed `verify`, and the sha256 of each file as `verify` read it."""
+
+    manifest: Manifest
+    card: Card
+    digests: dict[str, str]  # file name -> sha256, computed by `verify`
+
+    @property
+    def model_sha256(self) -> str:
+        return self.digests[MODEL]
+
+
+def write_manifest(
+    directory: Path | str, name: str, version: str, commit: str, stages: list[str]
+) -> Manifest:
+    directory = Path(directory)
+    manifest = Manifest(
+        name=name,
+        version=version,
+        commit=commit,
+        files={f: files.sha256(directory / f) for f in CONTENTS},
+        stages=stages,
+    )
+    files.write_bytes(
+        directory / MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)) + b"\n"
+    )
+    return manifest
+
+
+def read_manifest(directory: Path | str) -> Manifest:
+    path = Path(directory) / MANIFEST
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Manifest)
+    except FileNotFoundError:
+        raise ArtifactIntegrityError(
+            f"{path}: bundle manifest not found; not a bundle directory"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise ArtifactIntegrityError(f"{path}: invalid bundle manifest: {exc}") from None
+
+
+def verify(directory: Path | str) -> Verified:
+    """Check every file of a bundle against its manifest and the model against the card."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    digests: dict[str, str] = {}
+    for name in CONTENTS:
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactIntegrityError(f"{path}: missing from the bundle")
+        expected = manifest.files.get(name)
+        digests[name] = actual = files.sha256(path)
+        if expected != actual:
+            raise ArtifactIntegrityError(
+                f"{path}: sha256 {actual[:16]}… does not match the manifest's "
+                f"{(expected or 'nothing')[:16]}…; re-materialise the bundle from the registry"
+            )
+    card = load_card(directory / CARD)
+    check_artifact_digest(card, directory / MODEL, digests[MODEL])
+    if card.name != manifest.name:
+        raise ArtifactIntegrityError(
+            f"{directory}: the manifest names model {manifest.name!r} but the card {card.name!r}; "
+            "re-materialise the bundle from the registry"
+        )
+    return Verified(manifest=manifest, card=card, digests=digests)
+
+
+def verify_bundle(directory: Path | str) -> tuple[Manifest, Card]:
+    """`verify`, for a caller that needs no digests."""
+    verified = verify(directory)
+    return verified.manifest, verified.card
+
+
+# ------------------------------------------------------------------------------------ materialise
+
+
+def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
+    """Write the bundle of the version `ref` names into `out`, verified against its commit.
+
+    model.joblib comes from the DVC cache or remote; its md5 must equal the one in the tagged
+    commit's dvc.lock and its sha256 the one in the card. `out` is replaced only when all is well.
+    """
+    repo, out = Path(repo), Path(out)
+    v = resolve(read(repo), ref)
+    if v.deregistered:
+        raise RegistryError(f"{v.tag} is deregistered; bundle a registered version instead")
+    committed = _committed_files(repo, v)
+    lock_md5 = model_md5(parse_lock(committed.pop(DVC_LOCK.name), v.tag), v.tag)
+    card, unreadable = read_card(committed[CARD])
+    if card is None:
+        raise RegistryError(
+            f"{v.tag}: {paths.CARD} in commit {v.commit[:8]} is not a model card this modelops "
+            f"reads ({unreadable}); it cannot be bundled"
+        )
+    if card.artifact.md5 != lock_md5:
+        raise ArtifactIntegrityError(
+            f"{v.tag}: the card records model md5 {card.artifact.md5} but dvc.lock records "
+            f"{lock_md5}; the commit is inconsistent and cannot be bundled"
+        )
+    _check_bundle_target(out)
+
+    with files.atomic_dir(out) as tmp:
+        for name, blob in committed.items():
+            (tmp / name).write_bytes(blob)
+        _fetch_model(repo, v, lock_md5, tmp / MODEL)
+        manifest = write_manifest(tmp, v.name, v.version, v.commit, list(v.stages))
+        verify(tmp)  # the server's own check (the model against the card), before publishing
+        # Temporary files are private (0600/0700); a bundle is read by a server or container user.
+        tmp.chmod(0o755)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+    return manifest
+
+
+def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
+    """Bundle file name -> bytes at the version's commit (and dvc.lock), all of them or an error."""
+    wanted = {
+        CARD: paths.CARD,
+        PROFILE: paths.PROFILE,
+        METRICS: paths.METRICS,
+        DVC_LOCK.name: DVC_LOCK,
+    }
+    blobs = git.read_files(repo, v.commit, list(wanted.values()))
+    found: dict[str, bytes] = {}
+    for (name, path), blob in zip(wanted.items(), blobs, strict=True):
+        if blob is None:
+            raise RegistryError(
+                f"{v.tag}: {path} is not in commit {v.commit[:8]}; it cannot be bundled"
+            )
+        found[name] = blob
+    return found
+
+
+def _check_bundle_target(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RegistryError(
+            f"{out} exists and is not a directory; choose a directory for the bundle"
+        )
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise RegistryError(
+            f"refusing to replace {out}: it holds files and is not a bundle; "
+            "choose a new or empty directory"
+        )
+
+
+def _fetch_model(repo: Path, v: Version, md5: str, dest: Path) -> None:
+    """Copy the model of `v` out of the DVC cache, or the default remote when the cache lacks it, and
+    refuse it unless its md5 is the one the commit's dvc.lock records."""
+    from dvc.api import DVCFileSystem  # heavy import, needed only here
+    from dvc.exceptions import DvcException
+
+    where = f"{paths.MODEL} of {v.tag} (md5 {md5})"
+    try:
+        remote = _workspace_remote(repo)
+        fs = DVCFileSystem(str(repo.resolve()), rev=v.commit, config=remote or None)
+        fs.get_file(paths.MODEL.as_posix(), str(dest))
+    except FileNotFoundError:
+        name = (remote.get("core") or {}).get("remote")
+        searched = f"nor in DVC remote '{name}'" if name else "and no DVC remote is configured"
+        raise RegistryError(
+            f"{where} is not in the local DVC cache {searched}; run `dvc push` where it was "
+            f"trained, or reproduce it with `git checkout {v.tag} && dvc repro && dvc push`"
+        ) from None
+    except DvcException as exc:
+        raise RegistryError(f"cannot fetch {where} from DVC storage: {exc}") from None
+    got = files.md5(dest)
+    if got != md5:
+        raise ArtifactIntegrityError(
+            f"{v.tag}: {paths.MODEL} fetched from DVC storage has md5 {got}, but dvc.lock at "
+            f"{v.commit[:8]} records {md5}; the stored copy is corrupt. Delete "
+            f"files/md5/{md5[:2]}/{md5[2:]} from the DVC cache (`dvc cache dir` "
+            "shows where) and run `dvc pull`, or reproduce it at that commit with `dvc repro`"
+        )
+
+
+def _workspace_remote(repo: Path) -> dict[str, Any]:
+    """The working tree's default DVC remote, as config for reading an older commit: the remote may
+    have been added or moved since that commit, and the current one is where its model lives now."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(repo / ".dvc"))
+    name = config["core"].get("remote")
+    if not name or name not in config["remote"]:
+        return {}
+    return {"core": {"remote": name}, "remote": {name: dict(config["remote"][name])}}
