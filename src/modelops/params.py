@@ -53,6 +53,9 @@ class DataParams(_Params, frozen=True, forbid_unknown_fields=True):
     target: str = "churned"
     positive_class: str | None = None
     drop: list[str] = msgspec.field(default_factory=list)
+    # A CSV field is missing only if its whole text is one of these: pandas' own list would turn a
+    # category "NA" or "null" into a gap, and "n/a" in a column of numbers into a silent null.
+    na_values: list[str] = msgspec.field(default_factory=lambda: [""])
     test_size: Fraction = 0.2
     min_rows_per_class: RowCount = 50
     max_categories: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 50

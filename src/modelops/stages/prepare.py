@@ -11,7 +11,7 @@ from modelops.stages import run
 def main() -> None:
     params = load()
     source = params.data.path
-    raw = dataset.read_table(source)
+    raw = dataset.read_table(source, na_values=params.data.na_values)
     schema, clean = infer_and_validate(raw, params.data, source)
     train, test = dataset.split(clean, schema.target.name, params.data.test_size, params.base.seed)
     with files.outputs(paths.TRAIN, paths.TEST, paths.SCHEMA) as out:
