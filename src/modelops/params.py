@@ -1,18 +1,25 @@
-"""params.yaml in, frozen typed parameters out; an unknown key or out-of-range value is an error naming it."""
+"""params.yaml in, frozen typed parameters out; an unknown key, a repeated key, a non-finite number or
+an out-of-range value is an error naming it."""
 
 from __future__ import annotations
 
+import datetime
+import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+import yaml
+from yaml.constructor import SafeConstructor
 
-from modelops.errors import ParamsError
+from modelops.errors import ModelopsError, ParamsError
 
 PARAMS_FILE = Path("params.yaml")
 
 Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# Upper limits are far beyond any sensible value: they catch a typo (an extra zero or five), not taste.
+RowCount = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+Depth = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
 class _Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -46,8 +53,11 @@ class DataParams(_Params, frozen=True, forbid_unknown_fields=True):
     target: str = "churned"
     positive_class: str | None = None
     drop: list[str] = msgspec.field(default_factory=list)
+    # A CSV field is missing only if its whole text is one of these: pandas' own list would turn a
+    # category "NA" or "null" into a gap, and "n/a" in a column of numbers into a silent null.
+    na_values: list[str] = msgspec.field(default_factory=lambda: [""])
     test_size: Fraction = 0.2
-    min_rows_per_class: PositiveInt = 50
+    min_rows_per_class: RowCount = 50
     max_categories: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 50
     features: dict[str, FeatureDecl] = msgspec.field(default_factory=dict)
 
@@ -56,32 +66,37 @@ class PreprocessParams(_Params, frozen=True, forbid_unknown_fields=True):
     numeric_imputer: Literal["median", "mean"] = "median"
     add_missing_indicator: bool = True
     scale: bool = True
-    min_category_frequency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    min_category_frequency: RowCount | None = None
 
 
 class HistGradientBoostingParams(_Params, frozen=True, forbid_unknown_fields=True):
     learning_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
     max_iter: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 250
-    max_leaf_nodes: Annotated[int, msgspec.Meta(ge=2)] = 8
-    max_depth: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    min_samples_leaf: PositiveInt = 100
-    l2_regularization: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    max_leaf_nodes: Annotated[int, msgspec.Meta(ge=2, le=100_000)] = 8
+    max_depth: Depth | None = None
+    min_samples_leaf: RowCount = 100
+    l2_regularization: Annotated[float, msgspec.Meta(ge=0, le=1e6)] = 1.0
     class_weight: Literal["balanced"] | None = None
 
 
 class LogisticRegressionParams(_Params, frozen=True, forbid_unknown_fields=True):
-    C: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    max_iter: Annotated[int, msgspec.Meta(ge=10)] = 2000
+    C: Annotated[float, msgspec.Meta(gt=0, le=1e6)] = 1.0
+    max_iter: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 2000
     class_weight: Literal["balanced"] | None = None
 
 
 class RandomForestParams(_Params, frozen=True, forbid_unknown_fields=True):
     n_estimators: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 300
-    max_depth: Annotated[int, msgspec.Meta(ge=1)] | None = 12
-    min_samples_leaf: PositiveInt = 5
+    max_depth: Depth | None = 12
+    min_samples_leaf: RowCount = 5
     max_features: Literal["sqrt", "log2"] | Annotated[float, msgspec.Meta(gt=0, le=1)] = "sqrt"
     class_weight: Literal["balanced", "balanced_subsample"] | None = None
-    n_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2
+    # sklearn's convention: -1 is every core. 0 means nothing; more than 256 is a typo.
+    n_jobs: Annotated[int, msgspec.Meta(ge=-1, le=256)] = 2
+
+    def __post_init__(self) -> None:
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be -1 (every core) or 1..256, not 0")
 
 
 class TrainParams(_Params, frozen=True, forbid_unknown_fields=True):
@@ -103,7 +118,7 @@ class EvaluateParams(_Params, frozen=True, forbid_unknown_fields=True):
     threshold: Fraction = 0.5
     calibration_bins: Annotated[int, msgspec.Meta(ge=2, le=100)] = 10
     importance_repeats: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
-    importance_max_rows: Annotated[int, msgspec.Meta(ge=100)] = 4000
+    importance_max_rows: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 4000
 
 
 class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
@@ -111,10 +126,12 @@ class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
 
     n_bins: Annotated[int, msgspec.Meta(ge=2, le=100)] = 10
     incoming: str = "data/scenarios/no_drift.parquet"  # a file, or a directory of batches
-    moderate: Annotated[float, msgspec.Meta(gt=0)] = 0.1
-    significant: Annotated[float, msgspec.Meta(gt=0)] = 0.25
+    # A PSI above 10 needs nearly all rows to move to bins that held almost none: a threshold there
+    # would never fire.
+    moderate: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
+    significant: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.25
     alpha: Fraction = 0.01
-    min_rows: Annotated[int, msgspec.Meta(ge=1)] = 300
+    min_rows: RowCount = 300
     window: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 5000  # the server's live window
 
     def __post_init__(self) -> None:
@@ -142,12 +159,15 @@ class Params(_Params, frozen=True, forbid_unknown_fields=True):
 
 def parse(text: bytes | str, source: str = str(PARAMS_FILE)) -> Params:
     """Decode params from YAML text; every error names the offending key."""
+    tree = load_yaml(text, source, ParamsError)
+    _check_finite(tree, source, "")
     try:
-        params = msgspec.yaml.decode(text, type=Params)
+        # As msgspec.yaml.decode converts: YAML timestamps stay dates, so they fail as non-strings.
+        params = msgspec.convert(
+            tree, type=Params, builtin_types=(datetime.datetime, datetime.date)
+        )
     except msgspec.ValidationError as exc:
-        raise ParamsError(f"{source}: {_name_feature(text, exc)}") from None
-    except msgspec.DecodeError as exc:
-        raise ParamsError(f"{source}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{source}: {_name_feature(tree, exc)}") from None
     _check_features(params.data, source)
     return params
 
@@ -162,11 +182,72 @@ def load(path: Path | str = PARAMS_FILE) -> Params:
     return parse(text, str(path))
 
 
-def _name_feature(text: bytes | str, exc: msgspec.ValidationError) -> str:
+def load_yaml(text: bytes | str, source: str, error: type[ModelopsError]) -> Any:
+    """A YAML document a person writes, as Python objects; a key repeated within one mapping is an
+    `error` naming its path and both lines (PyYAML would silently keep the last one)."""
+    loader = yaml.CSafeLoader(text) if yaml.__with_libyaml__ else yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique_keys(loader, node, source, error, "", set())
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_unique_keys(
+    loader: SafeConstructor,
+    node: yaml.Node,
+    source: str,
+    error: type[ModelopsError],
+    path: str,
+    seen: set[int],
+) -> None:
+    if id(node) in seen:  # an alias: checked where its anchor is (and it may contain itself)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(loader, item, source, error, f"{path}[{i}]", seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_line: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+        where = f"{path}.{key}" if path else str(key)
+        line = key_node.start_mark.line + 1
+        if key is not None and key in first_line:
+            raise error(
+                f"{source}: duplicate key '{where}' at line {line} (first at line {first_line[key]})"
+            )
+        first_line[key] = line
+        _check_unique_keys(loader, value_node, source, error, where, seen)
+
+
+def _check_finite(tree: Any, source: str, path: str, seen: set[int] | None = None) -> None:
+    """No parameter means anything at infinity or NaN, and JSON (the card, metrics) cannot hold them."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        raise ParamsError(f"{source}: {path}: must be a finite number, got {tree}")
+    seen = set() if seen is None else seen
+    if not isinstance(tree, dict | list) or id(tree) in seen:  # YAML aliases may nest themselves
+        return
+    seen.add(id(tree))
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        where = (
+            f"{path}[{key}]" if isinstance(tree, list) else f"{path}.{key}" if path else str(key)
+        )
+        _check_finite(value, source, where, seen)
+
+
+def _name_feature(tree: Any, exc: msgspec.ValidationError) -> str:
     """msgspec reports a bad feature declaration as `features[...]`; find and name the feature."""
     if "$.data.features[...]" not in str(exc):
         return str(exc)
-    features = (msgspec.yaml.decode(text).get("data") or {}).get("features") or {}
+    features = (tree.get("data") or {}).get("features") or {}
     for name, decl in features.items():
         try:
             msgspec.convert(decl, type=FeatureDecl)
@@ -176,6 +257,11 @@ def _name_feature(text: bytes | str, exc: msgspec.ValidationError) -> str:
 
 
 def _check_features(data: DataParams, source: str) -> None:
+    if data.target in data.drop:
+        raise ParamsError(
+            f"{source}: data.drop: '{data.target}' is the target (data.target); "
+            "remove it from data.drop"
+        )
     for name, decl in data.features.items():
         where = f"{source}: data.features.{name}"
         if name == data.target:

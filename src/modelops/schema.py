@@ -8,6 +8,7 @@ comes from: parquet, CSV, or JSON records.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ import pandas as pd
 import yaml
 
 from modelops.errors import WHOLE_TABLE, DataIssue, DataValidationError, SchemaError
-from modelops.params import DataParams, FeatureDecl
+from modelops.params import DataParams, FeatureDecl, load_yaml
 
 SCHEMA_VERSION = 1
 _ROWS_SHOWN = 5
@@ -32,6 +33,13 @@ class NumericFeature(
     nullable: bool
     min: float | None = None
     max: float | None = None
+
+    def __post_init__(self) -> None:
+        for key, bound in (("min", self.min), ("max", self.max)):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(
+                    f"features.{self.name}.{key}: must be a finite number, got {bound}"
+                )
 
 
 class CategoricalFeature(
@@ -135,11 +143,18 @@ class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @classmethod
     def from_yaml(cls, path: Path | str) -> FeatureSchema:
         try:
-            body = yaml.safe_load(Path(path).read_text())
+            text = Path(path).read_bytes()
         except FileNotFoundError:
             raise SchemaError(f"{path}: schema file not found (run the prepare stage)") from None
+        # A person edits this file, or copies its block into params.yaml: read it the same strict way.
+        body = load_yaml(text, str(path), SchemaError)
+        if not isinstance(body, dict):
+            raise SchemaError(f"{path}: not a feature schema (expected a mapping)")
         features = [{"name": name, **decl} for name, decl in body.get("features", {}).items()]
-        return cls.from_dict({**body, "features": features})
+        try:
+            return cls.from_dict({**body, "features": features})
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
 
     def to_model_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature columns in schema order with the training dtypes; raises on a missing column."""
@@ -222,6 +237,8 @@ def _infer_decl(col: pd.Series, data: DataParams, issues: list[DataIssue]) -> Fe
             )
         )
         return None
+    if _mostly_numbers(col, issues):
+        return None
     n_levels = col.dropna().astype(str).nunique()
     if n_levels > data.max_categories:
         issues.append(
@@ -235,6 +252,21 @@ def _infer_decl(col: pd.Series, data: DataParams, issues: list[DataIssue]) -> Fe
         )
         return None
     return FeatureDecl(kind="categorical")
+
+
+def _mostly_numbers(col: pd.Series, issues: list[DataIssue]) -> bool:
+    """Mostly numbers in a text column are numbers with strays ('n/a', '?'): report the strays rather
+    than train on numbers as text. Text with a few numbers (sizes S, M, L, 42) stays categorical."""
+    present = col.notna().to_numpy()
+    numbers = pd.to_numeric(col.astype(object), errors="coerce").notna().to_numpy()
+    strays = present & ~numbers
+    if not strays.any() or numbers.sum() <= strays.sum():
+        return False
+    examples = ", ".join(repr(v) for v in pd.unique(col[strays].astype(str))[:3])
+    hint = "list missing-value markers in data.na_values, or declare the column in data.features"
+    kind = "values are not numbers in a column of numbers"
+    _issue(issues, str(col.name), kind, strays, f"(e.g. {examples}; {hint})")
+    return True
 
 
 def _rows(mask: np.ndarray) -> tuple[int, ...]:

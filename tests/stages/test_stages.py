@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -21,7 +22,7 @@ from modelops.params import load
 from modelops.pipeline import build_pipeline, fit
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.stages import generate, prepare
-from tests.conftest import SMALL_ROWS, write_params
+from tests.conftest import REPO, SMALL_ROWS, write_params
 
 
 def test_generate_writes_the_same_bytes_for_the_same_seed(workdir: Path) -> None:
@@ -208,3 +209,89 @@ def test_bring_your_own_multiclass_csv_runs_every_stage(workdir: Path, stage_run
     assert card.classes == ["high", "low", "mid"] and len(card.reference.probabilities[0]) == 3
     assert check_reference(joblib.load(paths.MODEL), card) == 0.0
     assert sorted(files.read_json(paths.PROFILE)["predictions"]) == ["high", "low", "mid"]
+
+
+def repo_params_text() -> str:
+    return (REPO / "params.yaml").read_text()
+
+
+def line_of(text: str, prefix: str, nth: int = 1) -> int:
+    lines = [i for i, line in enumerate(text.splitlines(), start=1) if line.startswith(prefix)]
+    return lines[nth - 1]
+
+
+def with_infinite_bound(text: str) -> tuple[str, str]:
+    edited = text.replace(
+        "monthly_charges: {kind: numeric, min: 0, max: 1000}",
+        "monthly_charges: {kind: numeric, min: 0, max: .inf}",
+    )
+    return (
+        edited,
+        "params.yaml: data.features.monthly_charges.max: must be a finite number, got inf",
+    )
+
+
+def with_second_train_section(text: str) -> tuple[str, str]:
+    edited = text + "train:\n  reference_rows: 5\n"
+    first, second = line_of(edited, "train:"), line_of(edited, "train:", 2)
+    return edited, f"params.yaml: duplicate key 'train' at line {second} (first at line {first})"
+
+
+def with_target_dropped(text: str) -> tuple[str, str]:
+    edited = text.replace("drop: [customer_id]", "drop: [customer_id, churned]")
+    return edited, "params.yaml: data.drop: 'churned' is the target (data.target)"
+
+
+@pytest.mark.parametrize(
+    "edit", [with_infinite_bound, with_second_train_section, with_target_dropped]
+)
+@pytest.mark.parametrize("stage", ["prepare", "train"])
+def test_stages_refuse_params_that_would_half_train_or_train_the_wrong_thing(
+    workdir: Path, edit: Any, stage: str
+) -> None:
+    text, message = edit(repo_params_text())
+    assert text != repo_params_text()
+    Path("params.yaml").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"modelops.stages.{stage}"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not paths.MODELS.exists() and not paths.PREPARED_DIR.exists()
+
+
+def test_prepare_refuses_a_csv_with_a_repeated_column_or_stray_text_among_numbers(
+    workdir: Path,
+) -> None:
+    generate.main()
+    raw = pd.read_parquet(paths.RAW).astype({"support_calls": object})
+    raw.loc[[2, 9], "support_calls"] = "n/a"
+    raw["tenure_months.copy"] = raw["tenure_months"]
+    raw.to_csv("data/raw/customers.csv", index=False, header=[*raw.columns[:-1], "tenure_months"])
+    write_params(workdir, generate={"n_rows": SMALL_ROWS}, data={"path": "data/raw/customers.csv"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelops.stages.prepare"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "column 'tenure_months': appears 2 times in the header (columns 2, 13)" in proc.stderr
+    Path("data/raw/customers.csv").write_text(
+        Path("data/raw/customers.csv").read_text().replace(",tenure_months\n", ",spare\n", 1)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelops.stages.prepare"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert (
+        "column 'support_calls': 2 values are not numbers in a column of numbers (e.g. 'n/a'"
+        in proc.stderr
+    )
+    assert "(rows 3, 10)" in proc.stderr
+    assert not paths.PREPARED_DIR.exists() or not any(paths.PREPARED_DIR.iterdir())
+    write_params(
+        workdir,
+        generate={"n_rows": SMALL_ROWS},
+        data={"path": "data/raw/customers.csv", "na_values": ["", "n/a"]},
+    )
+    prepare.main()
+    schema = FeatureSchema.from_yaml(paths.SCHEMA)
+    assert "spare" in schema.names and "support_calls" in schema.names

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from modelops import dataset
@@ -16,6 +18,8 @@ from modelops.schema import (
     frame_from_records,
     infer_and_validate,
 )
+
+NA = DataParams().na_values
 
 
 def frame(n: int = 120) -> pd.DataFrame:
@@ -190,21 +194,23 @@ def test_empty_and_unreadable_files_are_data_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(DataValidationError, match=r"(?s)empty.csv: 1 problem.*- file is empty"):
-        dataset.read_table(empty)
+        dataset.read_table(empty, na_values=NA)
     header_only = tmp_path / "header.csv"
     header_only.write_text("a,b,churned\n")
     with pytest.raises(DataValidationError, match="no data rows"):
-        infer_and_validate(dataset.read_table(header_only), params(drop=[]), str(header_only))
+        infer_and_validate(
+            dataset.read_table(header_only, na_values=NA), params(drop=[]), str(header_only)
+        )
     with pytest.raises(DataValidationError, match="file not found"):
-        dataset.read_table(tmp_path / "absent.parquet")
+        dataset.read_table(tmp_path / "absent.parquet", na_values=NA)
     with pytest.raises(DataValidationError, match=r"unsupported file type '\.xlsx'"):
-        dataset.read_table(tmp_path / "data.xlsx")
+        dataset.read_table(tmp_path / "data.xlsx", na_values=NA)
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet at all")
     with pytest.raises(
         DataValidationError, match=r"(?s)broken.parquet: 1 problem.*- cannot be read"
     ):
-        dataset.read_table(broken)
+        dataset.read_table(broken, na_values=NA)
 
 
 def test_model_frame_has_training_dtypes_whatever_the_source() -> None:
@@ -246,3 +252,97 @@ def test_yaml_round_trip_gives_the_same_schema_and_pastable_declarations(tmp_pat
     for name, decl in schema.declarations().items():
         FeatureDecl(**decl)  # each entry is a valid params.yaml declaration
         assert name in schema.names
+
+
+def test_a_csv_with_a_duplicated_column_name_is_refused_naming_its_positions(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("age,tenure,age,plan,plan,plan,churned\n30,1,31,a,b,c,0\n")
+    with pytest.raises(DataValidationError) as info:
+        dataset.read_table(path, na_values=NA)
+    message = str(info.value)
+    assert "column 'age': appears 2 times in the header (columns 1, 3)" in message
+    assert "column 'plan': appears 3 times in the header (columns 4, 5, 6)" in message
+    assert "age.1" not in message
+
+
+def test_a_parquet_file_with_a_duplicated_column_name_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "customers.parquet"
+    table = pa.table([pa.array([1, 2]), pa.array([3, 4]), pa.array([0, 1])], ["age", "age", "y"])
+    pq.write_table(table, path)
+    with pytest.raises(DataValidationError) as info:
+        dataset.read_table(path, na_values=NA)
+    assert "column 'age': appears 2 times in the header (columns 1, 2)" in str(info.value)
+
+
+def csv_with_markers(tmp_path: Path) -> Path:
+    """A CSV whose `age` has blanks and 'n/a' markers and whose `region` has a real category 'NA'."""
+    raw = frame()
+    raw["age"] = (np.arange(len(raw)) % 50 + 20).astype(object)
+    raw.loc[[3, 7], "age"] = "n/a"
+    raw.loc[[10, 11], "age"] = None
+    raw["region"] = np.tile(["NA", "EU", "null"], len(raw) // 3)
+    path = tmp_path / "customers.csv"
+    raw.to_csv(path, index=False)
+    return path
+
+
+def test_only_empty_fields_are_missing_unless_more_markers_are_declared(tmp_path: Path) -> None:
+    raw = dataset.read_table(csv_with_markers(tmp_path), na_values=NA)
+    assert raw["age"].isna().sum() == 2 and (raw["age"] == "n/a").sum() == 2
+    assert sorted(raw["region"].unique()) == ["EU", "NA", "null"]
+
+
+def test_an_undeclared_column_of_numbers_with_some_text_is_refused_with_rows(
+    tmp_path: Path,
+) -> None:
+    raw = dataset.read_table(csv_with_markers(tmp_path), na_values=NA)
+    msg = problems(raw, params())
+    assert (
+        "column 'age': 2 values are not numbers in a column of numbers (e.g. 'n/a'; "
+        "list missing-value markers in data.na_values, or declare the column in data.features) "
+        "(rows 4, 8)" in msg
+    )
+    assert "1 problem(s)" in msg
+
+
+def test_declared_missing_value_markers_become_missing(tmp_path: Path) -> None:
+    raw = dataset.read_table(csv_with_markers(tmp_path), na_values=["", "n/a"])
+    schema, clean = infer_and_validate(raw, params(), "customers.csv")
+    assert schema.features[schema.names.index("age")] == NumericFeature("age", "integer", True)
+    assert clean["age"].isna().sum() == 4
+    region = schema.features[schema.names.index("region")]
+    assert isinstance(region, CategoricalFeature) and region.categories == ["EU", "NA", "null"]
+
+
+def test_a_text_column_with_a_few_numbers_stays_categorical() -> None:
+    raw = frame()
+    raw["size"] = np.tile(["S", "M", "L", "42"], len(raw) // 4)
+    schema, _ = infer_and_validate(raw, params(), "x")
+    size = schema.features[schema.names.index("size")]
+    assert isinstance(size, CategoricalFeature) and size.categories == ["42", "L", "M", "S"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda text: text + "target:\n  name: again\n",
+            "duplicate key 'target' at line",
+        ),
+        (
+            lambda text: text.replace("kind: numeric,", "kind: numeric, max: .inf,", 1),
+            "must be a finite number",
+        ),
+    ],
+)
+def test_a_schema_file_with_a_repeated_key_or_infinite_bound_is_refused(
+    tmp_path: Path, edit: object, message: str
+) -> None:
+    schema, _ = infer_and_validate(frame(), params(), "customers.csv")
+    path = tmp_path / "schema.yaml"
+    path.write_text(edit(schema.to_yaml("customers.csv")))  # type: ignore[operator]
+    with pytest.raises(SchemaError) as info:
+        FeatureSchema.from_yaml(path)
+    assert message in str(info.value) and str(path) in str(info.value)

@@ -43,10 +43,11 @@ def main() -> None:
     counts, source = incoming.tally(params.drift.incoming, profile, scorer=score)
     report = counts.report(Thresholds.from_params(params.drift)).with_source(source)
 
-    with files.atomic_dir(paths.DRIFT_PLOTS) as plots:
+    with files.outputs(paths.DRIFT, paths.DRIFT_PLOTS) as out:
+        files.write_json(out.path(paths.DRIFT), report.to_dict())
+        plots = out.dir(paths.DRIFT_PLOTS)
         for name, rows in counts.distributions().items():
             files.write_json(plots / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.json", rows)
-    files.write_json(paths.DRIFT, report.to_dict())
     print(format_report(report))
 
 

@@ -44,7 +44,9 @@ def main() -> None:
         "precision_recall": paths.PR_PLOTS,
         "calibration": paths.CALIBRATION_PLOTS,
     }
-    with files.atomic_dir(paths.PLOTS) as plots:
+    with files.outputs(paths.METRICS, paths.PLOTS) as out:
+        files.write_json(out.path(paths.METRICS), metrics)
+        plots = out.dir(paths.PLOTS)
         for kind, series in curves.items():
             for cls, rows in series.items():
                 name = re.sub(r"[^A-Za-z0-9_.-]", "_", cls)
@@ -53,7 +55,6 @@ def main() -> None:
                 )
         files.write_json(plots / paths.CONFUSION_PLOT.name, evaluation.confusion_rows(y, pred))
         files.write_json(plots / paths.IMPORTANCE_PLOT.name, importance)
-    files.write_json(paths.METRICS, metrics)
     shown = {k: v for k, v in metrics.items() if k.startswith(("roc_auc", "log_loss", "accuracy"))}
     print(f"evaluate: {shown}")
 

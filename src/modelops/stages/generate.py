@@ -12,17 +12,17 @@ from modelops.synthetic import SCENARIOS, generate_customers
 def main() -> None:
     params = load()
     frame = generate_customers(params.generate.n_rows, params.base.seed)
-    files.write_with(paths.RAW, lambda tmp: frame.to_parquet(tmp, index=False))
-    print(f"generate: {len(frame)} customers -> {paths.RAW}")
-
     # A directory output of its own, never data/incoming: the server's log lives there, and a
     # DVC output would make `dvc repro` delete it.
     scenarios = [s for s in SCENARIOS if s != "baseline"]
     rows = params.generate.scenario_rows
-    with files.atomic_dir(paths.SCENARIOS) as tmp:
+    with files.outputs(paths.RAW, paths.SCENARIOS) as out:
+        frame.to_parquet(out.path(paths.RAW), index=False)
+        batches = out.dir(paths.SCENARIOS)
         for name in scenarios:
             batch = generate_customers(rows, params.base.seed, name)
-            batch.to_parquet(tmp / paths.scenario_path(name).name, index=False)
+            batch.to_parquet(batches / paths.scenario_path(name).name, index=False)
+    print(f"generate: {len(frame)} customers -> {paths.RAW}")
     print(f"generate: {len(scenarios)} drift scenarios x {rows} rows -> {paths.SCENARIOS}/")
 
 

@@ -11,12 +11,13 @@ from modelops.stages import run
 def main() -> None:
     params = load()
     source = params.data.path
-    raw = dataset.read_table(source)
+    raw = dataset.read_table(source, na_values=params.data.na_values)
     schema, clean = infer_and_validate(raw, params.data, source)
     train, test = dataset.split(clean, schema.target.name, params.data.test_size, params.base.seed)
-    files.write_with(paths.TRAIN, lambda tmp: train.to_parquet(tmp, index=False))
-    files.write_with(paths.TEST, lambda tmp: test.to_parquet(tmp, index=False))
-    files.write_bytes(paths.SCHEMA, schema.to_yaml(source).encode())
+    with files.outputs(paths.TRAIN, paths.TEST, paths.SCHEMA) as out:
+        train.to_parquet(out.path(paths.TRAIN), index=False)
+        test.to_parquet(out.path(paths.TEST), index=False)
+        files.write_bytes(out.path(paths.SCHEMA), schema.to_yaml(source).encode())
     print(
         f"prepare: {len(clean)} rows, {len(schema.features)} features "
         f"({len(schema.numeric)} numeric, {len(schema.categorical)} categorical), "

@@ -25,7 +25,10 @@ def main() -> None:
     )
     # The server judges its live window by the same rule the drift stage uses.
     live = LiveSettings(params.drift.window, Thresholds.from_params(params.drift))
-    files.write_json(paths.PROFILE, msgspec.structs.replace(profile, live=live).to_dict())
+    with files.outputs(paths.PROFILE) as out:
+        files.write_json(
+            out.path(paths.PROFILE), msgspec.structs.replace(profile, live=live).to_dict()
+        )
     print(f"profile: {len(profile.features)} features over {len(train)} rows -> {paths.PROFILE}")
 
 

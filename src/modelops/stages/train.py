@@ -27,8 +27,6 @@ def main() -> None:
     train = pd.read_parquet(paths.TRAIN)
     pipeline = build_pipeline(params, schema)
     fit(pipeline, schema.to_model_frame(train), schema.target_array(train))
-    files.write_with(paths.MODEL, lambda tmp: joblib.dump(pipeline, tmp))
-
     reference = reference_sample(
         pipeline, schema, train, params.train.reference_rows, params.base.seed
     )
@@ -37,8 +35,11 @@ def main() -> None:
         "train": _fingerprint(paths.TRAIN, len(train)),
         "test": _fingerprint(paths.TEST, pq.read_metadata(paths.TEST).num_rows),
     }
-    card = build_card(params, schema, pipeline, paths.MODEL, data, reference)
-    files.write_json(paths.CARD, to_json(card))
+    # The card first: a model is never in place without the card that vouches for it.
+    with files.outputs(paths.CARD, paths.MODEL) as out:
+        joblib.dump(pipeline, out.path(paths.MODEL))
+        card = build_card(params, schema, pipeline, out.path(paths.MODEL), data, reference)
+        files.write_json(out.path(paths.CARD), to_json(card))
     print(
         f"train: {card.estimator} on {len(train)} rows -> {paths.MODEL} (sha256 {card.artifact.sha256[:12]})"
     )
