@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -71,6 +72,11 @@ def write_with(target: Path | str, writer: Callable[[Path], object]) -> None:
     """Call `writer(tmp_path)` and move the result into place atomically."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def safe_name(name: str) -> str:
+    """`name` as a file name: every character but letters, digits, `_`, `.` and `-` becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def read_json(path: Path | str) -> Any:

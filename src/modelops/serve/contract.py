@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from modelops.card import Provenance
-from modelops.drift import DriftReport
+from modelops.drift.report import DriftReport
 from modelops.errors import DataIssue, DataValidationError
 from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature
+from modelops.types import Row
 
 SOURCE = "request body"
 MAX_CATEGORY_CHARS = 200  # a category is a label, not a document; bounds logs and memory
@@ -28,7 +29,6 @@ MAX_KEY_CHARS = 64  # unknown keys are named in paths, shortened
 # there is exact in float64, so "exclusive of 2**53" means the same to a JSON Schema validator and
 # to the decoder (a bound like 1.8e308 is not: the integer just past it rounds onto it).
 UNBOUNDED = float(2**53)
-Row = tuple[Any, ...]
 
 
 # --------------------------------------------------------------------------- fixed Structs

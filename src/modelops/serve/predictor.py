@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import joblib
 import numpy as np
-import numpy.typing as npt
 
 from modelops import bundle, fastpath
 from modelops.card import Card, check_reference
@@ -31,9 +30,7 @@ from modelops.errors import ArtifactIntegrityError
 from modelops.evaluation import predict_labels
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve.contract import Decision
-
-FloatArray = npt.NDArray[np.float64]
-Row = tuple[Any, ...]
+from modelops.types import FloatArray, Row
 
 # Small batches the fast path computes in numpy alone take a millisecond at most, about what a
 # hand-off to another thread and back costs, so they run on the event loop. Everything that calls

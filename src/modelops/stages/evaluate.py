@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import joblib
 import pandas as pd
 
@@ -47,7 +45,7 @@ def main() -> None:
     with files.atomic_dir(paths.PLOTS) as plots:
         for kind, series in curves.items():
             for cls, rows in series.items():
-                name = re.sub(r"[^A-Za-z0-9_.-]", "_", cls)
+                name = files.safe_name(cls)
                 files.write_json(
                     plots / curve_dirs[kind].relative_to(paths.PLOTS) / f"{name}.json", rows
                 )
