@@ -27,7 +27,7 @@ from sklearn.preprocessing import MinMaxScaler
 from modelops import bundle, files
 from modelops.card import DataFingerprint, build_card, reference_sample, to_json
 from modelops.dataset import split
-from modelops.drift import build_profile
+from modelops.drift.profile import build_profile
 from modelops.evaluation import classification_metrics
 from modelops.params import Params
 from modelops.pipeline import build_pipeline

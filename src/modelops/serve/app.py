@@ -30,7 +30,7 @@ from litestar.exceptions import (
 
 from modelops import bundle, files
 from modelops.card import Card
-from modelops.drift import Profile
+from modelops.drift.profile import Profile
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.serve import logs
 from modelops.serve.config import ServeConfig
