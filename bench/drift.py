@@ -5,10 +5,12 @@
     python bench/drift.py --skip-files         # only the live-window part
 
 Each (size, method) runs in its own child process, so peak resident memory is that method's alone.
-"ours" is `modelops.incoming.tally` (pyarrow batches, dictionary-encoded categories, numpy bins);
+"ours" is `modelops.drift.incoming.tally` (pyarrow batches, dictionary-encoded categories, numpy
+bins);
 "naive" is `pd.read_parquet` + `pd.cut` + `value_counts`, the way drift is usually computed in a
-notebook. Both must produce identical counts, or the bench fails. Last, the server's LiveWindow:
-its cost per one-row request against re-checking the whole window on every request.
+notebook. Both must produce identical counts, or the bench fails. Last, the server's LiveWindow
+(`modelops.serve.livedrift`): its cost per answered row against counting the whole window again
+on every request.
 """
 
 from __future__ import annotations
@@ -29,7 +31,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelops import drift, incoming
+from modelops.drift import incoming
+from modelops.drift.bins import encode
+from modelops.drift.profile import (
+    PROFILE_SCHEMA_VERSION,
+    FeatureProfile,
+    NumericProfile,
+    Profile,
+    categorical_profile,
+    numeric_profile,
+)
+from modelops.drift.report import DriftReport, Tally
+from modelops.drift.status import Thresholds
+from modelops.serve.livedrift import LiveWindow
 
 NUMERIC = [f"num_{i}" for i in range(8)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
@@ -53,16 +67,16 @@ def _chunk(rng: np.random.Generator, n: int) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def make_profile(seed: int) -> drift.Profile:
+def make_profile(seed: int) -> Profile:
     """A reference profile from 200k rows of the same process (unseen: the last level of each)."""
     frame = _chunk(np.random.default_rng(seed), 200_000)
-    features: dict[str, drift.FeatureProfile] = {}
+    features: dict[str, FeatureProfile] = {}
     for name in NUMERIC:
-        features[name] = drift.numeric_profile(frame[name].to_numpy(np.float64), 10)
+        features[name] = numeric_profile(frame[name].to_numpy(np.float64), 10)
     for name in CATEGORICAL:
         known = sorted(frame[name].dropna().unique().tolist())[:-1]
-        features[name] = drift.categorical_profile(frame[name].to_numpy(object), known)
-    return drift.Profile(drift.PROFILE_SCHEMA_VERSION, "bench", 10, len(frame), features)
+        features[name] = categorical_profile(frame[name].to_numpy(object), known)
+    return Profile(PROFILE_SCHEMA_VERSION, "bench", 10, len(frame), features)
 
 
 def write_parquet(path: Path, rows: int, seed: int) -> None:
@@ -84,17 +98,17 @@ def write_parquet(path: Path, rows: int, seed: int) -> None:
         os.fsync(f.fileno())
 
 
-def count_ours(path: Path, profile: drift.Profile) -> dict[str, list[int]]:
+def count_ours(path: Path, profile: Profile) -> dict[str, list[int]]:
     counts, _ = incoming.tally(path, profile)
     return {name: c.tolist() for name, c in counts.features.items()}
 
 
-def count_naive(path: Path, profile: drift.Profile) -> dict[str, list[int]]:
+def count_naive(path: Path, profile: Profile) -> dict[str, list[int]]:
     frame = pd.read_parquet(path, columns=list(profile.features))
     out: dict[str, list[int]] = {}
     for name, p in profile.features.items():
         col = frame[name]
-        if isinstance(p, drift.NumericProfile):
+        if isinstance(p, NumericProfile):
             bins = pd.cut(col, [-np.inf, *p.edges, np.inf], right=True)
             out[name] = [*bins.value_counts(sort=False).tolist(), int(col.isna().sum())]
         else:
@@ -116,7 +130,7 @@ def peak_rss_mb() -> float:
 
 
 def child(method: str, path: Path, profile_path: Path) -> None:
-    profile = drift.Profile.decode(profile_path.read_bytes())
+    profile = Profile.decode(profile_path.read_bytes())
     start = time.perf_counter()
     counts = (count_ours if method == "ours" else count_naive)(path, profile)
     seconds = time.perf_counter() - start
@@ -144,26 +158,39 @@ def measure(path: Path, profile_path: Path, repeat: int) -> dict[str, dict[str, 
     return best
 
 
-def live_window(profile: drift.Profile, seed: int, window: int = 5000) -> None:
+def recount(profile: Profile, frame: pd.DataFrame) -> DriftReport:
+    """The drift report of `frame` counted from scratch, with the same bins as the window."""
+    counts = Tally(profile)
+    counts.add_rows(len(frame))
+    for name, p in profile.features.items():
+        if isinstance(p, NumericProfile):
+            counts.add_numeric(name, frame[name].to_numpy(np.float64))
+        else:
+            counts.add_codes(name, *encode(frame[name].tolist()))
+    return counts.report(Thresholds())
+
+
+def live_window(profile: Profile, seed: int, window: int = 5000) -> None:
     """Per-request cost of the server's LiveWindow vs re-checking the whole window each time."""
     frame = _chunk(np.random.default_rng(seed), 3 * window)
     sub = frame.astype(object)
-    rows = sub.where(sub.notna(), None).to_dict(orient="records")
-    live = drift.LiveWindow(profile, window=window, min_rows=300)
-    live.observe(rows[:window])
+    live = LiveWindow(profile, window=window, min_rows=300)
     # The server queues answered rows and moves them into the window in batches (one dispatcher
     # tick apart); here batches of 1000 rows, given column-wise as the server gives them.
-    later = sub.iloc[window:]
     batches = [
         {
-            name: later[name]
+            name: sub[name]
             .iloc[i : i + 1000]
-            .where(later[name].iloc[i : i + 1000].notna(), None)
+            .where(sub[name].iloc[i : i + 1000].notna(), None)
             .tolist()
             for name in profile.features
         }
-        for i in range(0, len(later), 1000)
+        for i in range(0, len(sub), 1000)
     ]
+    for columns in batches[: window // 1000]:
+        live.observe_columns(columns)
+    batches = batches[window // 1000 :]
+    later = sub.iloc[window:]
     start = time.perf_counter()
     for columns in batches:
         live.observe_columns(columns)
@@ -178,7 +205,7 @@ def live_window(profile: drift.Profile, seed: int, window: int = 5000) -> None:
     n = 50
     for i in range(n):
         recent = pd.concat([recent.iloc[1:], frame.iloc[[window + i]]])
-        drift.check_frame(profile, recent)
+        recount(profile, recent)
     recount_us = (time.perf_counter() - start) / n * 1e6
     print(f"\nlive window of {window} rows, {len(profile.features)} features:")
     print(

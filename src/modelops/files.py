@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -174,6 +175,11 @@ def write_bytes(target: Path | str, data: bytes) -> None:
 def write_json(target: Path | str, obj: Any) -> None:
     """Stable, human-readable JSON (sorted keys are not used: insertion order is meaningful)."""
     write_bytes(target, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def safe_name(name: str) -> str:
+    """`name` as a file name: every character but letters, digits, `_`, `.` and `-` becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def read_json(path: Path | str) -> Any:

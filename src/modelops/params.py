@@ -121,6 +121,14 @@ class EvaluateParams(_Params, frozen=True, forbid_unknown_fields=True):
     importance_max_rows: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 4000
 
 
+def window_can_report(window: int, min_rows: int) -> bool:
+    """Whether a live drift window of `window` rows can ever report: it must hold `min_rows` rows.
+
+    The one home of the rule for drift.window and drift.min_rows, and for whatever overrides them
+    (the server's --drift-window and --drift-min-rows, a `LiveWindow` built by hand)."""
+    return min_rows <= window
+
+
 class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
     """The reference profile's resolution, what the drift stage reads, and when drift counts."""
 
@@ -141,7 +149,7 @@ class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
                 f"drift.moderate ({self.moderate}) must be below drift.significant "
                 f"({self.significant})"
             )
-        if self.min_rows > self.window:
+        if not window_can_report(self.window, self.min_rows):
             raise ValueError(
                 f"drift.min_rows ({self.min_rows}) must not exceed drift.window ({self.window})"
             )

@@ -27,7 +27,7 @@ from sklearn.preprocessing import MinMaxScaler
 from modelops import files
 from modelops.card import DataFingerprint, to_json
 from modelops.dataset import split
-from modelops.drift import build_profile
+from modelops.drift.profile import build_profile
 from modelops.evaluation import classification_metrics
 from modelops.fitted import build_card, reference_sample
 from modelops.params import Params

@@ -1,5 +1,6 @@
-"""deploy/ agrees with the app: probes, ports and names in the manifests and the Containerfile, and
-Prometheus config and alert rules that promtool accepts."""
+"""deploy/ agrees with the app: probes, ports and names in the manifests and the Containerfile,
+Prometheus config and alert rules that promtool accepts, and drift severity numbers that are the
+ones modelops.drift.status defines."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 from litestar.testing import TestClient
 
+from modelops.drift.status import SEVERITY, SEVERITY_LEGEND
 from modelops.serve.config import ServeConfig
 from tests.conftest import ROOT, require_tool
 
@@ -130,9 +132,51 @@ def metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(modelops_[a-z_]+|up)\b(?=\s*[{\[)]|\s*[=!<>])", expr))
 
 
+def dashboard() -> dict[str, Any]:
+    return json.loads((ROOT / "deploy" / "grafana" / "modelops.json").read_text())  # type: ignore[no-any-return]
+
+
 def dashboard_exprs() -> list[str]:
-    board = json.loads((ROOT / "deploy" / "grafana" / "modelops.json").read_text())
-    return [t["expr"] for p in board["panels"] for t in p["targets"]]
+    return [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+
+
+# A drift severity gauge compared with a number, e.g. `(modelops_feature_drift_severity) >= 3`.
+SEVERITY_COMPARISON = re.compile(
+    r"\b(modelops_[a-z_]+_drift_severity)\b[^<>=!]*?(>=|<=|==|!=|>|<)\s*(\d+)"
+)
+
+
+def test_drift_alerts_fire_at_the_severity_number_of_the_status_they_name() -> None:
+    text = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert SEVERITY_LEGEND in " ".join(line.strip(" #") for line in text.splitlines())
+    checked = []
+    for rule in yaml.safe_load(text)["groups"][0]["rules"]:
+        if "drift_severity" not in rule["expr"]:
+            continue
+        comparisons = SEVERITY_COMPARISON.findall(rule["expr"])
+        named = rule["labels"]["drift_at_least"]
+        assert comparisons, rule["alert"]
+        for _, operator, number in comparisons:
+            assert (operator, int(number)) == (">=", SEVERITY[named]), rule["alert"]
+        checked.append(rule["alert"])
+    assert checked == ["ModelopsFeatureDriftSignificant", "ModelopsPredictionDrift"]
+
+
+def test_dashboard_spells_drift_severities_as_the_service_numbers_them() -> None:
+    severity_panels = [
+        p for p in dashboard()["panels"] if "drift_severity" in json.dumps(p["targets"])
+    ]
+    assert severity_panels
+    for panel in severity_panels:
+        assert f"({SEVERITY_LEGEND})" in panel["title"], panel["title"]
+    assert not any(SEVERITY_COMPARISON.search(e) for e in dashboard_exprs())
+
+
+def test_severity_gauges_explain_their_numbers(client: TestClient[Any]) -> None:
+    exposition = client.get("/metrics").text
+    for name, part in (("feature", "feature"), ("prediction", "scored class")):
+        help_line = f"# HELP modelops_{name}_drift_severity Drift status per {part}: "
+        assert help_line + SEVERITY_LEGEND in exposition
 
 
 def test_dashboard_covers_traffic_errors_latency_predictions_and_drift() -> None:

@@ -13,7 +13,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from modelops import drift, files
+from modelops import files
+from modelops.drift.profile import Profile
+from modelops.drift.status import LiveSettings, Thresholds
 from modelops.errors import SchemaError
 from modelops.registry import bundle
 from modelops.schema import infer_and_validate
@@ -142,9 +144,9 @@ def test_live_drift_can_be_turned_off(trained: Trained, tmp_path: Path) -> None:
 def test_window_and_rule_default_to_what_the_profile_recorded_from_params(
     copy_bundle: Path, tmp_path: Path
 ) -> None:
-    profile = drift.Profile.decode((copy_bundle / bundle.PROFILE).read_bytes())
-    rule = drift.Thresholds(moderate=0.15, significant=0.3, alpha=0.05, min_rows=350)
-    live = drift.LiveSettings(window=700, thresholds=rule)
+    profile = Profile.decode((copy_bundle / bundle.PROFILE).read_bytes())
+    rule = Thresholds(moderate=0.15, significant=0.3, alpha=0.05, min_rows=350)
+    live = LiveSettings(window=700, thresholds=rule)
     files.write_json(
         copy_bundle / bundle.PROFILE, msgspec.structs.replace(profile, live=live).to_dict()
     )

@@ -17,6 +17,7 @@ import yaml
 from modelops import files, paths
 from modelops.stages import drift as drift_stage
 from modelops.stages import generate, prepare, profile, run, train
+from tests.drift_files import write_segment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,20 +128,8 @@ def test_drift_report_names_the_model_and_plots_every_feature(at: Path) -> None:
 
 
 def _write_log(directory: Path, frame: pd.DataFrame, p1: np.ndarray, name: str) -> None:
-    schema = yaml.safe_load(paths.SCHEMA.read_text())
-    features = list(schema["features"])
-    sub = frame[features].astype(object)
-    rows = sub.where(sub.notna(), None).to_dict(orient="records")
-    with open(directory / name, "w") as f:
-        for i, (inputs, p) in enumerate(zip(rows, p1, strict=True)):
-            line = {
-                "timestamp": f"2026-11-27T12:00:{i % 60:02d}Z",
-                "request_id": str(i),
-                "model": {"name": "churn", "version": "1.2.0"},
-                "inputs": inputs,
-                "output": {"label": int(p > 0.5), "probabilities": {"0": 1 - p, "1": p}},
-            }
-            f.write(json.dumps(line) + "\n")
+    features = list(yaml.safe_load(paths.SCHEMA.read_text())["features"])
+    write_segment(directory / name, frame, features, p1, version="1.2.0")
 
 
 def test_drift_stage_reads_the_prediction_log_and_uses_its_logged_probabilities(at: Path) -> None:

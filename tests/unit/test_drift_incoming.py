@@ -2,71 +2,58 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from modelops import drift, incoming, synthetic
+from modelops import synthetic
+from modelops.drift import incoming
+from modelops.drift.bins import encode
+from modelops.drift.profile import NumericProfile, Profile, build_profile
+from modelops.drift.report import Tally
+from modelops.drift.status import Thresholds
 from modelops.errors import DataValidationError
 from modelops.params import DataParams
 from modelops.schema import FeatureSchema, infer_and_validate
+from tests.drift_files import write_segment
 
 SEED = 11
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[FeatureSchema, drift.Profile]:
+def trained() -> tuple[FeatureSchema, Profile]:
     raw = synthetic.generate_customers(8000, SEED)
     schema, clean = infer_and_validate(raw, DataParams(drop=["customer_id"]), "train")
     p1 = np.random.default_rng(SEED).beta(2, 5, len(clean))
-    profile = drift.build_profile(schema, clean, 10, "churn", np.column_stack([1 - p1, p1]))
+    profile = build_profile(schema, clean, 10, "churn", np.column_stack([1 - p1, p1]))
     return schema, profile
 
 
-def write_segment(
-    path: Path, frame: pd.DataFrame, names: list[str], p1: np.ndarray, version: str = "1.0.0"
-) -> None:
-    """A prediction-log segment exactly as the server writes one: a JSON object per line."""
-    sub = frame[names].astype(object)
-    records = sub.where(sub.notna(), None).to_dict(orient="records")
-    with open(path, "w") as f:
-        for i, (inputs, p) in enumerate(zip(records, p1, strict=True)):
-            line: dict[str, Any] = {
-                "timestamp": f"2026-11-27T10:{i // 60 % 60:02d}:{i % 60:02d}.000Z",
-                "request_id": f"req-{i}",
-                "model": {"name": "churn", "version": version},
-                "inputs": inputs,
-                "output": {"label": int(p >= 0.5), "probabilities": {"0": 1 - p, "1": p}},
-            }
-            f.write(json.dumps(line) + "\n")
-
-
-def _expected(schema: FeatureSchema, profile: drift.Profile, frame: pd.DataFrame) -> drift.Tally:
-    tally = drift.Tally(profile)
+def _expected(schema: FeatureSchema, profile: Profile, frame: pd.DataFrame) -> Tally:
+    """The counts of `frame` added column by column, without any file in between."""
+    tally = Tally(profile)
     tally.add_rows(len(frame))
     model = schema.to_model_frame(frame)
     for name, p in profile.features.items():
-        if isinstance(p, drift.NumericProfile):
+        if isinstance(p, NumericProfile):
             tally.add_numeric(name, model[name].to_numpy(np.float64))
         else:
-            tally.add_codes(name, *drift.encode_values(model[name].to_numpy(object)))
+            tally.add_codes(name, *encode(model[name].tolist()))
     return tally
 
 
-def _same_counts(a: drift.Tally, b: drift.Tally) -> bool:
+def _same_counts(a: Tally, b: Tally) -> bool:
     return a.rows == b.rows and all(
         np.array_equal(a.features[n], b.features[n]) for n in a.features
     )
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_parquet_and_csv_count_exactly_like_the_in_memory_check(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile], suffix: str
+def test_parquet_and_csv_count_exactly_like_the_columns_counted_directly(
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile], suffix: str
 ) -> None:
     schema, profile = trained
     frame = synthetic.generate_customers(3000, SEED, "new_region")
@@ -78,11 +65,11 @@ def test_parquet_and_csv_count_exactly_like_the_in_memory_check(
     counts, source = incoming.tally(path, profile, batch_rows=1000)  # several batches
     assert _same_counts(counts, _expected(schema, profile, frame))
     assert (source.files, source.served_versions) == (1, {})
-    assert counts.report(drift.Thresholds()).predictions == {}  # no probabilities, no scorer
+    assert counts.report(Thresholds()).predictions == {}  # no probabilities, no scorer
 
 
 def test_prediction_log_gives_feature_and_prediction_drift(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     schema, profile = trained
     frame = synthetic.generate_customers(1200, SEED, "campaign")
@@ -109,13 +96,13 @@ def test_prediction_log_gives_feature_and_prediction_drift(
     assert source.files == 2
     assert source.served_versions == {"1.0.0": 700, "1.1.0": 500}
     assert source.first_timestamp == "2026-11-27T10:00:00.000Z"
-    report = counts.report(drift.Thresholds())
+    report = counts.report(Thresholds())
     assert report.predictions["1"].status == "significant"
     assert {"age", "contract"} <= set(report.flagged())
 
 
 def test_rows_without_logged_probabilities_are_scored_when_a_scorer_is_given(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     schema, profile = trained
     frame = synthetic.generate_customers(500, SEED, "no_drift")
@@ -133,7 +120,7 @@ def test_rows_without_logged_probabilities_are_scored_when_a_scorer_is_given(
 
 
 def test_directory_mixes_formats_in_path_order_and_skips_hidden_files(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     schema, profile = trained
     frame = synthetic.generate_customers(900, SEED, "no_drift")
@@ -149,23 +136,23 @@ def test_directory_mixes_formats_in_path_order_and_skips_hidden_files(
 
 
 def test_an_empty_segment_counts_as_no_rows(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     _, profile = trained
     (tmp_path / "predictions-20261127T100000-1-0.jsonl").write_text("")
     counts, source = incoming.tally(tmp_path, profile)
     assert counts.rows == 0 and source.files == 0
-    assert counts.report(drift.Thresholds()).status == "insufficient_data"
+    assert counts.report(Thresholds()).status == "insufficient_data"
 
 
-def _error(path: Path, profile: drift.Profile) -> str:
+def _error(path: Path, profile: Profile) -> str:
     with pytest.raises(DataValidationError) as info:
         incoming.tally(path, profile)
     return str(info.value)
 
 
 def test_a_missing_feature_column_is_named_with_its_file(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     _, profile = trained
     frame = synthetic.generate_customers(50, SEED, "no_drift").drop(columns=["age", "plan"])
@@ -177,7 +164,7 @@ def test_a_missing_feature_column_is_named_with_its_file(
 
 
 def test_text_in_a_numeric_csv_column_is_named(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     _, profile = trained
     frame = synthetic.generate_customers(50, SEED, "no_drift").astype({"monthly_charges": object})
@@ -188,7 +175,7 @@ def test_text_in_a_numeric_csv_column_is_named(
 
 
 def test_wrong_parquet_type_is_named(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     _, profile = trained
     frame = synthetic.generate_customers(50, SEED, "no_drift")
@@ -199,7 +186,7 @@ def test_wrong_parquet_type_is_named(
 
 
 def test_malformed_log_lines_and_foreign_models_are_refused(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     schema, profile = trained
     frame = synthetic.generate_customers(5, SEED, "no_drift")
@@ -210,14 +197,13 @@ def test_malformed_log_lines_and_foreign_models_are_refused(
     assert "is not a prediction-log segment" in _error(bad.parent, profile)
 
     other = tmp_path / "other.jsonl"
-    write_segment(other, frame, schema.names, np.full(5, 0.1))
-    other.write_text(other.read_text().replace('"name": "churn"', '"name": "upsell"'))
+    write_segment(other, frame, schema.names, np.full(5, 0.1), model="upsell")
     message = _error(other, profile)
     assert "rows of model 'upsell' but the profile is of 'churn'" in message
 
 
 def test_unknown_files_and_empty_directories_are_errors_not_silence(
-    tmp_path: Path, trained: tuple[FeatureSchema, drift.Profile]
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
 ) -> None:
     _, profile = trained
     assert "holds no batch files" in _error(tmp_path, profile)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from modelops import drift, synthetic
+from modelops import synthetic
+from modelops.drift.profile import Profile, build_profile
 from modelops.params import DataParams
-from modelops.schema import FeatureSchema, infer_and_validate
+from modelops.schema import infer_and_validate
+from tests.drift_files import judge
 
 TRUTH = {
     "no_drift": set(),
@@ -18,56 +22,48 @@ TRUTH = {
 
 
 @pytest.fixture(scope="module")
-def reference() -> tuple[FeatureSchema, drift.Profile]:
+def reference() -> Profile:
     raw = synthetic.generate_customers(24_000, seed=20261127)
     schema, clean = infer_and_validate(raw, DataParams(drop=["customer_id"]), "customers")
-    return schema, drift.build_profile(schema, clean, 10, "churn")
+    return build_profile(schema, clean, 10, "churn")
 
 
 @pytest.mark.parametrize("rows", [2000, 5000])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("scenario", list(TRUTH))
 def test_scenario_flags_exactly_the_features_it_moves(
-    reference: tuple[FeatureSchema, drift.Profile], scenario: str, seed: int, rows: int
+    reference: Profile, tmp_path: Path, scenario: str, seed: int, rows: int
 ) -> None:
-    schema, profile = reference
     batch = synthetic.generate_customers(rows, seed, scenario)  # type: ignore[arg-type]
-    report = drift.check_frame(profile, schema.to_model_frame(batch))
+    report = judge(tmp_path, reference, batch)
     assert set(report.flagged()) == TRUTH[scenario]
     assert report.status == ("stable" if scenario == "no_drift" else "significant")
 
 
 def test_seasonal_charges_move_moderately_and_usage_significantly(
-    reference: tuple[FeatureSchema, drift.Profile],
+    reference: Profile, tmp_path: Path
 ) -> None:
-    schema, profile = reference
-    report = drift.check_frame(
-        profile, schema.to_model_frame(synthetic.generate_customers(5000, 4, "seasonal"))
-    )
+    report = judge(tmp_path, reference, synthetic.generate_customers(5000, 4, "seasonal"))
     assert report.features["monthly_charges"].status == "moderate"
     assert report.features["data_usage_gb"].status == "significant"
 
 
 def test_new_region_shows_as_unseen_share_and_missing_rate_change(
-    reference: tuple[FeatureSchema, drift.Profile],
+    reference: Profile, tmp_path: Path
 ) -> None:
-    schema, profile = reference
-    report = drift.check_frame(
-        profile, schema.to_model_frame(synthetic.generate_customers(5000, 5, "new_region"))
-    )
+    report = judge(tmp_path, reference, synthetic.generate_customers(5000, 5, "new_region"))
     region, age = report.features["region"], report.features["age"]
     assert region.unseen_share == pytest.approx(0.3, abs=0.03)
     assert age.missing_rate_change is not None and age.missing_rate_change > 0.2
 
 
 def test_campaign_knock_on_to_support_calls_stays_immaterial(
-    reference: tuple[FeatureSchema, drift.Profile],
+    reference: Profile, tmp_path: Path
 ) -> None:
     # support_calls depends on contract and age, so it moves a little; far below "moderate".
-    schema, profile = reference
     psis = [
-        drift.check_frame(
-            profile, schema.to_model_frame(synthetic.generate_customers(5000, s, "campaign"))
+        judge(
+            tmp_path / str(s), reference, synthetic.generate_customers(5000, s, "campaign")
         ).features["support_calls"]
         for s in range(3)
     ]

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from modelops import paths
+from modelops.drift.status import SEVERITY, STATUSES
 from modelops.errors import ModelopsError, SchemaError
 
 if TYPE_CHECKING:
-    from modelops import drift
+    from modelops.drift.report import DriftReport
 
 
 DRIFT_EXIT = 3  # `drift check --fail-on`: drift at or above the level (1 stays "could not check")
@@ -39,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument(
         "--fail-on",
-        choices=["moderate", "significant"],
+        choices=STATUSES[SEVERITY["moderate"] :],
         help="exit 3 when the overall status is at least this (for cron and CI)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -69,38 +70,40 @@ def _read(path: str, what: str, hint: str) -> bytes:
 
 def _check(args: argparse.Namespace) -> int:
     # Imported here: numpy, pandas and pyarrow would slow every other command's start.
-    from modelops import drift, incoming, params
+    from modelops import params
+    from modelops.drift import incoming
+    from modelops.drift.profile import Profile
+    from modelops.drift.report import DriftReport, format_report
+    from modelops.drift.status import Thresholds
 
     if args.incoming:
-        profile = drift.Profile.decode(
+        profile = Profile.decode(
             _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
             args.profile,
         )
         has_params = params.PARAMS_FILE.is_file()
-        thresholds = (
-            drift.Thresholds.from_params(params.load().drift) if has_params else drift.Thresholds()
-        )
+        thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
         counts, source = incoming.tally(args.incoming, profile)
         report = counts.report(thresholds).with_source(source)
     else:
         raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
         try:
-            report = msgspec.json.decode(raw, type=drift.DriftReport)
+            report = msgspec.json.decode(raw, type=DriftReport)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise SchemaError(f"{args.report}: not a drift report: {exc}") from None
         _warn_if_stale(report)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else drift.format_report(report))
-    failing = args.fail_on and drift.SEVERITY[report.status] >= drift.SEVERITY[args.fail_on]
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    failing = args.fail_on and SEVERITY[report.status] >= SEVERITY[args.fail_on]
     return DRIFT_EXIT if failing else 0
 
 
-def _warn_if_stale(report: drift.DriftReport) -> None:
+def _warn_if_stale(report: DriftReport) -> None:
     """A report judged against another model than the current profile's is worth a word."""
-    from modelops import drift
+    from modelops.drift.profile import Profile
 
     if not paths.PROFILE.is_file() or report.model.sha256 is None:
         return
-    current = drift.Profile.decode(paths.PROFILE.read_bytes(), str(paths.PROFILE)).model_sha256
+    current = Profile.decode(paths.PROFILE.read_bytes(), str(paths.PROFILE)).model_sha256
     if current is not None and current != report.model.sha256:
         print(
             f"warning: the report judged model {report.model.sha256[:12]}, but {paths.PROFILE} "

@@ -25,7 +25,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ServiceUnavailableException
 
 from modelops import files
-from modelops.drift import Profile
+from modelops.drift.profile import Profile
 from modelops.errors import DataIssue, DataValidationError, ModelopsError
 from modelops.evaluation import Decision
 from modelops.registry import bundle

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from modelops import paths
+from modelops.params import window_can_report
 
 ENV_PREFIX = "MODELOPS_SERVE_"
 MiB = 1 << 20
@@ -106,7 +107,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig
     if (
         config.drift_window
         and config.drift_min_rows
-        and config.drift_min_rows > config.drift_window
+        and not window_can_report(config.drift_window, config.drift_min_rows)
     ):
         raise ConfigInvalid(
             f"{source.get('drift_min_rows', option_name('drift_min_rows'))}={config.drift_min_rows} "

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 
 from modelops.card import Provenance
-from modelops.drift import DriftReport
+from modelops.drift.report import DriftReport
 from modelops.errors import DataIssue, DataValidationError
 from modelops.evaluation import Decision
 from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature

@@ -7,32 +7,177 @@ waits for FLUSH_SECONDS), before every snapshot, and whenever a window's worth i
 each request's rows as it came cost the server 17% of its single-row throughput on two cores
 (bench/serve.py); a batch costs about 1-2 microseconds a row.
 
-The window itself is `modelops.drift.LiveWindow` (the same bins and rule as the drift stage); this
-module only feeds it and exports what it says. Until the window holds `min_rows` rows it says
-`insufficient_data` and no PSI or p-value series are exported, so nothing can alarm on noise.
+`LiveWindow` is the window itself: the drift stage's bins (`modelops.drift.bins`) and report
+(`modelops.drift.report.compare`) over the last N rows. `LiveDrift` feeds it from the dispatcher
+and exports what it says. Until the window holds `min_rows` rows it says `insufficient_data` and
+no PSI or p-value series are exported, so nothing can alarm on noise.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from modelops.drift import SEVERITY, DriftReport, LiveWindow, Profile, Thresholds
+from modelops.drift.bins import category_bins, encode, numeric_bins
+from modelops.drift.profile import CategoricalProfile, FeatureProfile, NumericProfile, Profile
+from modelops.drift.report import DriftReport, compare
+from modelops.drift.status import SEVERITY, SEVERITY_LEGEND, Thresholds
 from modelops.errors import SchemaError
+from modelops.params import window_can_report
 from modelops.serve.predlog import Answered
+from modelops.types import FloatArray, IntArray, Row
 
 FLUSH_SECONDS = 1.0
 DEFAULT_WINDOW = 5000  # for a profile written before it recorded params.yaml's drift.window
 
 
+class LiveWindow:
+    """Drift of the last `window` answered rows, updated as rows are answered.
+
+    `observe_columns` bins a batch of rows with a few vectorised operations per feature and keeps a
+    ring buffer of bin numbers, so evicting the oldest rows is a decrement, never a recount; the
+    cost per row is about a microsecond, so a server can feed it whole batches. `snapshot()`
+    returns a `DriftReport` over the rows in the window (PSI, p-value and status per feature and
+    per scored class); while a part has fewer than `min_rows` rows it is `insufficient_data` with
+    no numbers. Thread-safe: updates and snapshots hold one lock while they touch the counts
+    (binning happens before it).
+
+        window = LiveWindow(Profile.decode(path.read_bytes()), window=5000, min_rows=500)
+        window.observe_columns({"age": [41.0, None], ...}, {"1": np.array([0.2, 0.7])})
+        snap = window.snapshot()      # snap.rows, snap.status, snap.features["age"].psi, …
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        window: int = 5000,
+        min_rows: int | None = None,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1 row, got {window}")
+        thresholds = thresholds or Thresholds()
+        if min_rows is not None:
+            thresholds = msgspec.structs.replace(thresholds, min_rows=min_rows)
+        if not window_can_report(window, thresholds.min_rows):
+            raise ValueError(f"min_rows {thresholds.min_rows} exceeds the window of {window} rows")
+        self.profile = profile
+        self.window = window
+        self.thresholds = thresholds
+        self._names = list(profile.features)
+        self._classes = list(profile.predictions)
+        self._parts: list[tuple[str, FeatureProfile]] = [
+            *profile.features.items(),
+            *profile.predictions.items(),
+        ]
+        self._edges = [
+            np.asarray(p.edges, np.float64) if isinstance(p, NumericProfile) else None
+            for _, p in self._parts
+        ]
+        self._sizes = [len(p.labels()) for _, p in self._parts]
+        # One flat count vector: part j owns [offset_j, offset_j + size_j); the extra last slot
+        # absorbs prediction bins of rows that came without probabilities, and empty ring slots
+        # point at it too, so overwriting any slot may decrement what it held unconditionally.
+        self._offsets = np.cumsum([0, *self._sizes])[:-1].astype(np.int64)
+        self._skip = int(sum(self._sizes))
+        self._counts = np.zeros(self._skip + 1, dtype=np.int64)
+        self._ring = np.full((window, len(self._parts)), self._skip, dtype=np.int64)
+        self._next = 0
+        self._filled = 0
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> int:
+        """Rows currently in the window."""
+        return self._filled
+
+    def observe_columns(
+        self,
+        features: Mapping[str, Sequence[Any] | npt.NDArray[Any]],
+        probabilities: Mapping[str, FloatArray] | None = None,
+        n_rows: int | None = None,
+    ) -> None:
+        """Add `n_rows` answered rows given column-wise: feature -> values (None or NaN for
+        missing; a feature not given is missing in every row) and scored class -> probabilities
+        (NaN, or a class not given, leaves that row out of prediction drift)."""
+        n = n_rows if n_rows is not None else len(next(iter(features.values()), ()))
+        if n == 0:
+            return
+        keep = min(n, self.window)  # older rows would be evicted by this very call
+        bins = np.empty((keep, len(self._parts)), dtype=np.int64)
+        for j, (name, _) in enumerate(self._parts):
+            is_prediction = j >= len(self._names)
+            values = ((probabilities or {}) if is_prediction else features).get(name)
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name!r}: {len(values)} values for {n} rows")
+            part = self._part_bins(j, values[n - keep :] if values is not None else None, keep)
+            last = self._sizes[j] - 1  # the missing bin
+            if is_prediction:  # a row without a probability is in no prediction bin at all
+                bins[:, j] = np.where(part == last, self._skip, part + self._offsets[j])
+            else:
+                bins[:, j] = part + self._offsets[j]
+        with self._lock:
+            slots = (self._next + np.arange(keep)) % self.window
+            evicted = self._ring[slots]
+            size = self._counts.size
+            self._counts -= np.bincount(evicted.ravel(), minlength=size)
+            self._counts += np.bincount(bins.ravel(), minlength=size)
+            self._ring[slots] = bins
+            self._next = int((self._next + keep) % self.window)
+            self._filled = min(self.window, self._filled + keep)
+
+    def _part_bins(
+        self, j: int, values: Sequence[Any] | npt.NDArray[Any] | None, n: int
+    ) -> IntArray:
+        """Each value's bin within part j; every row in the missing bin when `values` is None."""
+        name, p = self._parts[j]
+        edges = self._edges[j]
+        if values is None:
+            return np.full(n, self._sizes[j] - 1, dtype=np.int64)
+        if edges is not None:
+            return numeric_bins(_numbers(name, values), edges)
+        assert isinstance(p, CategoricalProfile)
+        return category_bins(*encode(values), p.categories)
+
+    def snapshot(self) -> DriftReport:
+        """The drift report of the rows now in the window."""
+        with self._lock:
+            counts, rows = self._counts.copy(), self._filled
+        split = [
+            counts[o : o + s] for o, s in zip(self._offsets.tolist(), self._sizes, strict=True)
+        ]
+        k = len(self._names)
+        return compare(
+            self.profile,
+            dict(zip(self._names, split[:k], strict=True)),
+            dict(zip(self._classes, split[k:], strict=True)),
+            self.thresholds,
+            rows,
+        )
+
+
+def _numbers(name: str, values: Sequence[Any] | npt.NDArray[Any]) -> FloatArray:
+    """Numeric feature values as float64, None as NaN; a value that is no number is an error."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        for v in values:
+            try:
+                float(v if v is not None else "nan")
+            except (TypeError, ValueError):
+                raise ValueError(f"{name!r}: {v!r} is not a number") from None
+        raise
+
+
 class LiveDrift:
-    """A dispatcher observer and a Prometheus collector around one LiveWindow."""
+    """A dispatcher observer and a Prometheus collector around one `LiveWindow`."""
 
     def __init__(
         self,
@@ -47,8 +192,8 @@ class LiveDrift:
         self._scored = [(i, str(c)) for i, c in enumerate(classes) if str(c) in profile.predictions]
         # Only the rows and probabilities are kept until the flush: holding whole answered batches
         # (request Structs and all) for a second kept thousands of objects alive for the collector.
-        self._rows: list[tuple[Any, ...]] = []
-        self._proba: list[np.ndarray] = []
+        self._rows: list[Row] = []
+        self._proba: list[FloatArray] = []
         self._lock = threading.Lock()
         self._flushed_at = 0.0
         # CPU seconds (this thread's, not wall time) spent queueing and binning rows: what live
@@ -70,7 +215,7 @@ class LiveDrift:
         thresholds = live.thresholds if live is not None else Thresholds()
         if min_rows is not None:
             thresholds = msgspec.structs.replace(thresholds, min_rows=min_rows)
-        if thresholds.min_rows > size:
+        if not window_can_report(size, thresholds.min_rows):
             raise SchemaError(
                 f"live drift needs {thresholds.min_rows} rows before it reports, more than the "
                 f"window of {size}; set --drift-window or --drift-min-rows"
@@ -148,7 +293,7 @@ class LiveDrift:
         )
         severity = GaugeMetricFamily(
             "modelops_feature_drift_severity",
-            "Drift status per feature: 0 stable, 1 insufficient data, 2 moderate, 3 significant",
+            f"Drift status per feature: {SEVERITY_LEGEND}",
             labels=["feature"],
         )
         prediction_psi = GaugeMetricFamily(
@@ -158,7 +303,7 @@ class LiveDrift:
         )
         prediction_severity = GaugeMetricFamily(
             "modelops_prediction_drift_severity",
-            "Drift status per scored class: 0 stable, 1 insufficient data, 2 moderate, 3 significant",
+            f"Drift status per scored class: {SEVERITY_LEGEND}",
             labels=["class"],
         )
         capacity.add_metric([], self.window.window)

@@ -10,10 +10,7 @@ bytes or age) or closed, so a reader that takes only `*.jsonl` never sees half a
 that was killed (SIGKILL, OOM, power loss) leaves its `.open` segment behind; a writer that finds
 one older than any live writer keeps a segment open (`rotate_seconds` + `ABANDONED_GRACE`) cuts it
 back to its last whole line and renames it, so those rows still reach the drift stage. One line
-per answered row:
-
-    {"timestamp": "<ISO-8601 UTC>", "request_id": "...", "model": {"name": ..., "version": ...},
-     "inputs": {<feature>: value|null, ...}, "output": {"label": ..., "probabilities": {...}}}
+per answered row, as `modelops.logline.LogLine` defines it.
 """
 
 from __future__ import annotations
@@ -33,10 +30,9 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, LoggedModel, LogLine
 from modelops.serve import logs
 
-SUFFIX = ".jsonl"
-OPEN_SUFFIX = ".open"
 FLUSH_SECONDS = 1.0
 # The writer thread runs at the lowest CPU priority, so it uses what the request path leaves. On two
 # cores, at the default priority its ~1 ms per 1000-row request competed with the next request's
@@ -63,14 +59,6 @@ class Answered(NamedTuple):
     labels: list[Any]
     instances: Sequence[Any]  # each encodes to the row's `inputs` object (the request's Structs)
     predictions: Sequence[Any]  # each encodes to the row's `output` object (the response's)
-
-
-class _Line(msgspec.Struct, frozen=True):
-    timestamp: str
-    request_id: str
-    model: dict[str, str]
-    inputs: Any
-    output: Any
 
 
 class Observer(Protocol):
@@ -100,7 +88,7 @@ class PredictionLog:
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._model = dict(model)
+        self._model = LoggedModel(**model)
         self._rotate_rows = rotate_rows
         self._rotate_bytes = rotate_bytes
         self._rotate_seconds = rotate_seconds
@@ -124,7 +112,7 @@ class PredictionLog:
         # The request's own Structs and the response's predictions encode straight to the line's
         # `inputs` and `output`: no per-row dicts to build.
         lines = [
-            _Line(timestamp, request_id, model, inputs, output)
+            LogLine(timestamp, request_id, model, inputs, output)
             for inputs, output in zip(answered.instances, answered.predictions, strict=True)
         ]
         data = self._encoder.encode_lines(lines)
@@ -158,7 +146,7 @@ class PredictionLog:
         """Finish every `.open` segment that no writer can still be writing; return their new paths."""
         cutoff = now - self._rotate_seconds - ABANDONED_GRACE
         recovered = []
-        for path in sorted(self.directory.glob(f"predictions-*{SUFFIX}{OPEN_SUFFIX}")):
+        for path in sorted(self.directory.glob(f"predictions-*{SEGMENT_SUFFIX}{OPEN_SUFFIX}")):
             opened = _opened_at(path.name)
             if path == self._path or opened is None or opened >= cutoff:
                 continue
@@ -192,7 +180,7 @@ class PredictionLog:
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
         while True:
             self._seq += 1
-            name = f"predictions-{stamp}-{self._pid}-{self._seq:06d}{SUFFIX}"
+            name = f"predictions-{stamp}-{self._pid}-{self._seq:06d}{SEGMENT_SUFFIX}"
             final = self.directory / name
             path = final.with_name(name + OPEN_SUFFIX)
             # A restart in the same second with the same pid (pid 1 in a container) must not

@@ -7,15 +7,16 @@ Rows that carry logged probabilities (prediction-log segments) are judged on tho
 
 from __future__ import annotations
 
-import re
-
 import joblib
 import numpy as np
 import pandas as pd
 
-from modelops import files, incoming, paths
+from modelops import files, paths
 from modelops.card import load_card, verify_artifact
-from modelops.drift import Profile, Thresholds, format_report
+from modelops.drift import incoming
+from modelops.drift.profile import Profile
+from modelops.drift.report import format_report
+from modelops.drift.status import Thresholds
 from modelops.errors import SchemaError
 from modelops.params import load
 from modelops.stages import run
@@ -47,7 +48,7 @@ def main() -> None:
         files.write_json(out.path(paths.DRIFT), report.to_dict())
         plots = out.dir(paths.DRIFT_PLOTS)
         for name, rows in counts.distributions().items():
-            files.write_json(plots / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.json", rows)
+            files.write_json(plots / f"{files.safe_name(name)}.json", rows)
     print(format_report(report))
 
 

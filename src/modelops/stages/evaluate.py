@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import joblib
 import pandas as pd
 
@@ -49,7 +47,7 @@ def main() -> None:
         plots = out.dir(paths.PLOTS)
         for kind, series in curves.items():
             for cls, rows in series.items():
-                name = re.sub(r"[^A-Za-z0-9_.-]", "_", cls)
+                name = files.safe_name(cls)
                 files.write_json(
                     plots / curve_dirs[kind].relative_to(paths.PLOTS) / f"{name}.json", rows
                 )

@@ -8,7 +8,8 @@ import pandas as pd
 
 from modelops import files, paths
 from modelops.card import load_card, verify_artifact
-from modelops.drift import LiveSettings, Thresholds, build_profile
+from modelops.drift.profile import build_profile
+from modelops.drift.status import LiveSettings, Thresholds
 from modelops.params import load
 from modelops.stages import run
 

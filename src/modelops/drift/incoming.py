@@ -4,10 +4,9 @@ Formats, chosen by suffix:
 
 - `.parquet` / `.pq` and `.csv`: one column per profiled feature (other columns are ignored);
   categorical columns are read dictionary-encoded, so a row costs one table lookup.
-- `.jsonl`: segments of the server's prediction log, one answered row per line:
-  `{"timestamp", "request_id", "model": {"name", "version"}, "inputs": {feature: value|null},
-  "output": {"label", "probabilities": {class: p}}}`. The logged probabilities of the profiled
-  classes give prediction drift; a segment still being written ends `.jsonl.open` and is skipped.
+- `.jsonl`: segments of the server's prediction log (`modelops.logline`), one answered row per
+  line. The logged probabilities of the profiled classes give prediction drift; a segment still
+  being written (its name ends `.jsonl.open`) is skipped.
 
 A directory is read recursively in path order (log segments are named by UTC time, so this is
 time order); hidden files are skipped, and any other file is an error rather than silently left
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -33,23 +33,18 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from modelops.drift import (
-    CategoricalProfile,
-    FloatArray,
-    IntArray,
-    NumericProfile,
-    Profile,
-    Source,
-    Tally,
-)
+from modelops.drift.bins import is_missing
+from modelops.drift.profile import CategoricalProfile, NumericProfile, Profile
+from modelops.drift.report import Source, Tally
 from modelops.errors import DataIssue, DataValidationError
+from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, LogLine
 from modelops.schema import category_name
+from modelops.types import FloatArray, IntArray
 
 BATCH_ROWS = 1 << 16
 JSON_BLOCK_BYTES = 1 << 24
 PARQUET_BUFFER_BYTES = 1 << 20
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
-OPEN_SEGMENT = ".open"  # the server's suffix for a log segment still being written
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", SEGMENT_SUFFIX: "jsonl"}
 
 Scorer = Callable[[pd.DataFrame], Mapping[str, FloatArray]]
 
@@ -61,7 +56,7 @@ class Batch:
     source: Path
     rows: int
     numeric: dict[str, FloatArray]
-    categorical: dict[str, tuple[IntArray, list[str]]]  # codes (-1 = missing), dictionary
+    categorical: dict[str, tuple[IntArray, list[Any]]]  # codes (-1 = missing), dictionary
     scores: dict[str, FloatArray] | None = None  # logged probability per profiled class
     versions: Counter[str] = field(default_factory=Counter)
     first_timestamp: str | None = None
@@ -86,7 +81,7 @@ def discover(path: Path | str) -> list[Path]:
         rel = p.relative_to(path)
         if not p.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
-        if p.name.endswith(OPEN_SEGMENT):
+        if p.name.endswith(OPEN_SUFFIX):
             continue  # the server is still writing it; the next check will read it whole
         if p.suffix.lower() not in FORMATS:
             raise _fail(p, "*", f"unsupported file type {p.suffix!r} in {path}", _KINDS)
@@ -161,9 +156,10 @@ def model_frame(batch: Batch, profile: Profile) -> pd.DataFrame:
             columns[name] = batch.numeric[name]
         else:
             codes, dictionary = batch.categorical[name]
+            names = [np.nan if is_missing(v) else category_name(v) for v in dictionary]
             # The appended NaN is what code -1 (missing) picks. An explicit object Series: pandas
             # would otherwise infer its own string dtype, not the one the Pipeline was fitted on.
-            labels = np.array([*dictionary, np.nan], dtype=object)[codes]
+            labels = np.array([*names, np.nan], dtype=object)[codes]
             columns[name] = pd.Series(labels, dtype=object)
     return pd.DataFrame(columns)
 
@@ -186,7 +182,7 @@ def _numeric(file: Path, name: str, array: pa.Array) -> FloatArray:
     return values.to_numpy(zero_copy_only=False)  # nulls become NaN: the missing bin
 
 
-def _categorical(file: Path, name: str, array: pa.Array) -> tuple[IntArray, list[str]]:
+def _categorical(file: Path, name: str, array: pa.Array) -> tuple[IntArray, list[Any]]:
     if pa.types.is_dictionary(array.type):
         indices, dictionary = array.indices, array.dictionary
     else:
@@ -202,14 +198,13 @@ def _categorical(file: Path, name: str, array: pa.Array) -> tuple[IntArray, list
             raise _fail(file, name, f"holds {kind} values", "but the feature is categorical")
         encoded = array.dictionary_encode()
         indices, dictionary = encoded.indices, encoded.dictionary
-    labels = [category_name(v) for v in dictionary.to_pylist()]
     codes = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)
-    return codes, labels
+    return codes, dictionary.to_pylist()
 
 
 def _features(file: Path, profile: Profile, batch: pa.RecordBatch) -> Batch:
     numeric: dict[str, FloatArray] = {}
-    categorical: dict[str, tuple[IntArray, list[str]]] = {}
+    categorical: dict[str, tuple[IntArray, list[Any]]] = {}
     for name, p in profile.features.items():
         column = batch.column(name)
         if isinstance(p, NumericProfile):
@@ -299,19 +294,30 @@ def _csv(file: Path, profile: Profile, batch_rows: int) -> Iterator[Batch]:
 
 
 def _log_schema(profile: Profile) -> pa.Schema:
+    """The arrow schema of a log line, field for field as `LogLine` declares it; only the
+    per-model parts (the profiled inputs, the scored classes' probabilities) come from the profile."""
     inputs = [
         pa.field(name, pa.float64() if isinstance(p, NumericProfile) else pa.string())
         for name, p in profile.features.items()
     ]
     scored = [pa.field(cls, pa.float64()) for cls in profile.predictions]
+    per_model = {
+        "inputs": pa.struct(inputs),
+        "output": pa.struct([("probabilities", pa.struct(scored))]),
+    }
+    line = msgspec.inspect.type_info(LogLine)
+    assert isinstance(line, msgspec.inspect.StructType)
     return pa.schema(
-        [
-            pa.field("timestamp", pa.string()),
-            pa.field("model", pa.struct([("name", pa.string()), ("version", pa.string())])),
-            pa.field("inputs", pa.struct(inputs)),
-            pa.field("output", pa.struct([("probabilities", pa.struct(scored))])),
-        ]
+        [pa.field(f.name, per_model.get(f.name) or _arrow_type(f.type)) for f in line.fields]
     )
+
+
+def _arrow_type(kind: msgspec.inspect.Type) -> pa.DataType:
+    if isinstance(kind, msgspec.inspect.StrType):
+        return pa.string()
+    if isinstance(kind, msgspec.inspect.StructType):
+        return pa.struct([(f.name, _arrow_type(f.type)) for f in kind.fields])
+    raise TypeError(f"no arrow type for a log line field of {kind}")
 
 
 def _jsonl(file: Path, profile: Profile) -> Iterator[Batch]:
