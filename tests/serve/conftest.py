@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,14 +200,22 @@ class Server:
 
 
 def start_server(
-    bundle_dir: Path | None, workdir: Path, *options: str, cwd: Path | None = None
+    bundle_dir: Path | None,
+    workdir: Path,
+    *options: str,
+    cwd: Path | None = None,
+    prefix: Sequence[str] = (),
+    log_dir: Path | None = None,
 ) -> Server:
     """`modelops serve` in its own process on a free loopback port, once it is ready. Without a
-    bundle directory, `options` say where the model comes from (e.g. `--ref prod`)."""
+    bundle directory, `options` say where the model comes from (e.g. `--ref prod`). `prefix` runs
+    the server through another command (which must exec it, keeping the pid)."""
     port = free_port()
-    log_dir = workdir / "predictions"
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_dir = log_dir or workdir / "predictions"
     stderr = workdir / "server.log"
     command = [
+        *prefix,
         sys.executable,
         "-m",
         "modelops.cli",

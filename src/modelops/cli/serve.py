@@ -73,16 +73,15 @@ def _serve(args: argparse.Namespace) -> int:
                 scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
                 bundle_dir = scratch / "bundle"
             materialise(args.ref, bundle_dir)
-        _run_server(bundle_dir, config)
+        return _run_server(bundle_dir, config)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    return 0
 
 
-def _run_server(bundle_dir: Path, config: ServeConfig) -> None:
+def _run_server(bundle_dir: Path, config: ServeConfig) -> int:
     from modelops.serve import logs, runner
     from modelops.serve.app import create_app
 
     logs.configure(config.log_level)
-    runner.serve(create_app(bundle_dir, config), config)
+    return runner.serve(create_app(bundle_dir, config), config)

@@ -36,10 +36,11 @@ from modelops.serve.livedrift import LiveDrift
 from modelops.serve.metrics import AnswerMetrics, ServeMetrics
 from modelops.serve.observe import RequestObserver
 from modelops.serve.predictor import Arrival, Batcher, LoadedModel, load_model, model_thread
-from modelops.serve.predlog import Answered, Dispatcher, PredictionLog
+from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
 from modelops.types import FloatArray
 
 log = logging.getLogger(logs.SERVER)
+TICK_SECONDS = 0.5  # the prediction log's rotation by age, fsync interval and recovery checks
 
 
 # --------------------------------------------------------------------------- the service
@@ -80,47 +81,62 @@ class Service:
         self.reason: str | None = None
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
-        self.dispatcher: Dispatcher | None = None
+        self.log: PredictionLog | None = None
+        # Fed inline once an answer's rows are in the log: each costs a few microseconds a batch.
+        self.observers: list[AnswerMetrics | LiveDrift] = [AnswerMetrics(self.metrics)]
+        if self.live_drift is not None:
+            self.observers.append(self.live_drift)
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         m = self.metrics
-        prediction_log = PredictionLog(
+        self.log = PredictionLog(
             self.config.log_dir,
             {"name": self.manifest.name, "version": self.manifest.version},
             self.config.log_rotate_rows,
             self.config.log_rotate_bytes,
             self.config.log_rotate_seconds,
-            on_rows=m.log_rows.inc,
-            on_segment=lambda path: m.log_segments.inc(),
+            self.config.log_fsync_seconds,
+            Hooks(
+                rows=m.log_rows.inc,
+                segment=lambda path: m.log_segments.inc(),
+                error=m.log_errors.inc,
+                writable=lambda ok: m.log_writable.set(1 if ok else 0),
+                write_seconds=m.log_write_seconds.observe,
+            ),
         )
-        self.dispatcher = Dispatcher(
-            [
-                prediction_log,
-                AnswerMetrics(m),
-                *([self.live_drift] if self.live_drift is not None else []),
-            ],
-            self.config.log_queue_batches,
-            on_error=m.log_errors.inc,
-            on_depth=m.log_queue.set,
-            tick_seconds=min(1.0, self.config.log_rotate_seconds / 2),
-        )
-        self.dispatcher.start()
+        if self.live_drift is not None:
+            self.live_drift.start()
+        ticking = asyncio.get_running_loop().create_task(self._tick(self.log), name="log-ticks")
         executor = model_thread()
         loading = asyncio.get_running_loop().create_task(self._load(executor), name="load-model")
         try:
             yield
         finally:
-            # uvicorn has drained in-flight requests by now (SIGTERM); score anything still queued,
-            # then write out every answered row and close the segment.
-            if not loading.done():
-                loading.cancel()
+            # uvicorn has drained in-flight requests by now (SIGTERM): every answer's rows are in the
+            # log already; score what is still queued, then finish the live segment.
+            loading.cancel()
+            ticking.cancel()
             if self.batcher is not None:
                 await self.batcher.stop()
             executor.shutdown(wait=True)
-            await asyncio.to_thread(self.dispatcher.close)
+            await self.log.close()
+            if self.live_drift is not None:
+                self.live_drift.stop()
             gc.unfreeze()  # an app embedded in a longer-lived process hands its objects back
-            log.info("prediction log closed", extra={"fields": {"dir": self.config.log_dir}})
+            logs.event(
+                log,
+                logging.INFO,
+                "prediction log closed",
+                dir=self.config.log_dir,
+                rows=self.log.rows_written,
+            )
+
+    @staticmethod
+    async def _tick(prediction_log: PredictionLog) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            prediction_log.tick(time.time())
 
     async def _load(self, executor: ThreadPoolExecutor) -> None:
         started = time.perf_counter()
@@ -188,16 +204,20 @@ class Service:
         )
 
     def ready(self) -> bool:
-        return self.status == "ready"
+        return self.status == "ready" and self.log is not None and self.log.unavailable is None
 
     def not_ready(self) -> str:
         if self.status == "failed":
             return f"model failed verification: {self.reason}"
+        if self.status == "ready" and self.log is not None and self.log.unavailable is not None:
+            return self.log.unavailable
         return "model is loading; poll /health/ready"
 
     def health(self) -> Health:
-        if self.status == "ready":
+        if self.ready():
             return Health("ready")
+        if self.status == "ready":
+            return Health("unavailable", self.not_ready())
         return Health("failed" if self.status == "failed" else "loading", self.reason)
 
     def decode(self, body: bytes) -> Decoded:
@@ -210,8 +230,8 @@ class Service:
 
     async def predict(self, decoded: Decoded, state: dict[str, Any]) -> msgspec.Struct:
         """Score a decoded request; the answer goes out only once the log has taken its rows."""
-        batcher, model, dispatcher = self.batcher, self.model, self.dispatcher
-        if batcher is None or model is None or dispatcher is None:
+        batcher, model, prediction_log = self.batcher, self.model, self.log
+        if batcher is None or model is None or prediction_log is None:
             raise ServiceUnavailableException(detail=self.not_ready())
         instances, rows = decoded
         state["instances"] = len(rows)
@@ -225,9 +245,13 @@ class Service:
         request_id = state["request_id"]
         predictions = self.contract.predictions(labels, proba.tolist())
         answered = Answered(time.time(), request_id, rows, proba, labels, instances, predictions)
-        if not dispatcher.offer(answered):
+        try:
+            await prediction_log.append(answered)
+        except LogUnavailable as exc:
             # A 200 must be in the prediction log; rather no answer than an unrecorded one.
-            raise ServiceUnavailableException(detail="prediction log is backlogged; retry shortly")
+            raise ServiceUnavailableException(detail=str(exc)) from None
+        for observer in self.observers:
+            observer.observe(answered)
         return self.contract.response_type(self.model_ref, predictions, request_id)
 
 

@@ -34,7 +34,9 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_rotate_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     log_rotate_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * MiB
     log_rotate_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    log_queue_batches: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    # Seconds between fsyncs of the live segment (what a machine crash can lose); 0: an fsync
+    # before every answer.
+    log_fsync_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # Live drift: the last `drift_window` answered rows are compared with the training profile;
     # nothing is reported before `drift_min_rows` (small windows make PSI noise look like drift).
     # Unset, both come from the bundle's profile (params.yaml's drift.window and drift.min_rows).
@@ -60,7 +62,7 @@ HELP: dict[str, str] = {
     "log_rotate_rows": "rows per prediction log segment",
     "log_rotate_bytes": "bytes per prediction log segment",
     "log_rotate_seconds": "oldest a prediction log segment may get before it is closed",
-    "log_queue_batches": "answered requests that may wait for the log writer (503 beyond)",
+    "log_fsync_seconds": "seconds between fsyncs of the prediction log (0: before every answer)",
     "drift_window": "answered rows in the live drift window (0: off; default: the profile's)",
     "drift_min_rows": "rows the live window needs before it reports PSI (default: the profile's)",
     "graceful_timeout": "seconds in-flight requests get to finish after SIGTERM",

@@ -61,7 +61,7 @@ class DriftSnapshot(msgspec.Struct, frozen=True):
 
 
 class Health(msgspec.Struct, frozen=True):
-    status: Literal["live", "ready", "loading", "failed"]
+    status: Literal["live", "ready", "loading", "failed", "unavailable"]
     reason: str | None = None
 
 

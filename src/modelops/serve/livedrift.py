@@ -1,15 +1,14 @@
-"""Answered rows in (from the dispatcher thread, off the request path); the drift of the last N rows
-out, as Prometheus gauges at scrape time and as the `GET /v1/drift` snapshot.
+"""Answered rows in (a list append on the request path); the drift of the last N rows out, as
+Prometheus gauges at scrape time and as the `GET /v1/drift` snapshot.
 
-Answered batches are only queued when they arrive (a list append per request); they reach the
-window in one vectorised update once a second (the dispatcher ticks after every batch, the flush
-waits for FLUSH_SECONDS), before every snapshot, and whenever a window's worth is queued. Binning
-each request's rows as it came cost the server 17% of its single-row throughput on two cores
-(bench/serve.py); a batch costs about 1-2 microseconds a row.
+Answered batches are only queued when they arrive; they reach the window in one vectorised update
+once a second, on the live-drift thread, and before every snapshot. Binning each request's rows as
+it came cost the server 17% of its single-row throughput on two cores (bench/serve.py); a batch
+costs about 1-2 microseconds a row.
 
 `LiveWindow` is the window itself: the drift stage's bins (`modelops.drift.bins`) and report
-(`modelops.drift.report.compare`) over the last N rows. `LiveDrift` feeds it from the dispatcher
-and exports what it says. Until the window holds `min_rows` rows it says `insufficient_data` and
+(`modelops.drift.report.compare`) over the last N rows. `LiveDrift` feeds it and exports what it
+says. Until the window holds `min_rows` rows it says `insufficient_data` and
 no PSI or p-value series are exported, so nothing can alarm on noise.
 """
 
@@ -177,7 +176,8 @@ def _numbers(name: str, values: Sequence[Any] | npt.NDArray[Any]) -> FloatArray:
 
 
 class LiveDrift:
-    """A dispatcher observer and a Prometheus collector around one `LiveWindow`."""
+    """Fed answered batches on the request path (a list append), binned into one `LiveWindow` by
+    its own thread, exported as a Prometheus collector."""
 
     def __init__(
         self,
@@ -195,7 +195,8 @@ class LiveDrift:
         self._rows: list[Row] = []
         self._proba: list[FloatArray] = []
         self._lock = threading.Lock()
-        self._flushed_at = 0.0
+        self._stopping = threading.Event()
+        self._flusher: threading.Thread | None = None
         # CPU seconds (this thread's, not wall time) spent queueing and binning rows: what live
         # drift costs the process, whatever else competes for the cores meanwhile.
         self._busy = 0.0
@@ -222,25 +223,39 @@ class LiveDrift:
             )
         return cls(profile, features, classes, size, thresholds)
 
-    # --- observer (dispatcher thread)
+    # --- the request path: queue only
 
     def observe(self, answered: Answered) -> None:
         started = time.thread_time()
         with self._lock:
             self._rows.extend(answered.rows)
             self._proba.append(answered.proba)
-            full = len(self._rows) >= self.window.window
+            if len(self._rows) > 2 * self.window.window:
+                # Rows the window would evict at the next flush anyway: drop them now, so the
+                # queue stays bounded however slowly the flusher runs.
+                keep = self.window.window
+                self._rows = self._rows[-keep:]
+                self._proba = [np.concatenate(self._proba)[-keep:]]
             self._busy += time.thread_time() - started
-        if full:
-            self.flush()
 
-    def tick(self, now: float) -> None:
-        if now - self._flushed_at >= FLUSH_SECONDS:
-            self._flushed_at = now
-            self.flush()
+    # --- the flusher thread
 
-    def close(self) -> None:
+    def start(self) -> None:
+        """Bin the queued rows into the window once every FLUSH_SECONDS, on a thread of its own."""
+        self._stopping.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="live-drift", daemon=True)
+        self._flusher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
         self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.wait(FLUSH_SECONDS):
+            self.flush()
 
     def flush(self) -> None:
         """Move every queued row into the window, in one update."""

@@ -139,12 +139,18 @@ class ServeMetrics:
         )
         self.log_errors = Counter(
             "modelops_prediction_log_errors",
-            "Failures writing the prediction log (rows not recorded)",
+            "Failures writing the prediction log or finishing its segments",
             registry=r,
         )
-        self.log_queue = Gauge(
-            "modelops_prediction_log_queue_batches",
-            "Answered batches waiting for the prediction log writer",
+        self.log_writable = Gauge(
+            "modelops_prediction_log_writable",
+            "1 while the prediction log takes rows; 0 while it cannot, and predictions get 503",
+            registry=r,
+        )
+        self.log_write_seconds = Histogram(
+            "modelops_prediction_log_write_seconds",
+            "Time per group write of answered rows to the prediction log (before the answers)",
+            buckets=(0.00001, 0.0001, *_LATENCY_BUCKETS),
             registry=r,
         )
         self._features = frozenset(features)
@@ -256,16 +262,10 @@ class AnswerStats:
 
 
 class AnswerMetrics:
-    """Dispatcher observer that counts labels and probabilities off the request path."""
+    """Counts labels and probabilities, a whole answered batch at a time."""
 
     def __init__(self, metrics: ServeMetrics) -> None:
         self._metrics = metrics
 
     def observe(self, answered: Answered) -> None:
         self._metrics.answers.observe(answered.labels, answered.proba)
-
-    def tick(self, now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

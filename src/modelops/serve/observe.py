@@ -9,15 +9,18 @@ runs inside the router and would miss those.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 
 from modelops.serve import logs
+from modelops.serve.contract import ErrorResponse, FieldError
 from modelops.serve.metrics import ServeMetrics
 
 OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
@@ -45,6 +48,7 @@ class RequestObserver:
         self.metrics = metrics
         self.version = version.encode()
         self.access = access
+        self.cut_off = 0  # requests the server stopped before they were answered
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -60,6 +64,7 @@ class RequestObserver:
         async def send_with_headers(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                state["response_started"] = True
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
@@ -67,6 +72,13 @@ class RequestObserver:
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # The server is stopping without waiting for this request (a second Ctrl-C, or the
+            # graceful timeout ran out). It was not answered: say so, rather than a 500.
+            self.cut_off += 1
+            if status == 500 and not started(scope):
+                status = 503
+                await _send_stopping(send, added, request_id)
         finally:
             self.metrics.in_flight.dec()
             seconds = time.perf_counter() - start
@@ -88,3 +100,26 @@ class RequestObserver:
                     instances=state.get("instances"),
                     client=client[0] if client else None,
                 )
+
+
+def started(scope: Any) -> bool:
+    return bool(scope["state"].get("response_started"))
+
+
+_STOPPED = [FieldError("$", "the server stopped before answering; retry")]
+
+
+async def _send_stopping(send: Any, headers: list[tuple[bytes, bytes]], request_id: str) -> None:
+    body = msgspec.json.encode(ErrorResponse(503, _STOPPED, request_id))
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json"), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+    except (OSError, RuntimeError):
+        # The client hung up, or the server closed the connection first: nobody to tell.
+        return

@@ -1,50 +1,45 @@
-"""Answered rows in (off the request path); rotating JSON-lines segments the drift stage reads out.
+"""Answered rows in; JSON lines in rotating segment files out, written before the answer is sent.
 
-The request handler hands each answered batch to a `Dispatcher`: a thread behind a bounded queue
-that passes it to every `Observer` in turn. `PredictionLog` is one observer; metrics are another;
-a live drift window can be a third without touching the request path.
+**A 200 is a promise.** `append` returns only once the request's lines have been written to the
+live segment (write(2) returned), so they are in the operating system's page cache: they survive the
+server process dying the next instant (SIGKILL, out of memory), and a reader sees them. Requests
+answered together share one write (group commit): the lines of every request that finished scoring
+in the same event-loop turn go out in a single write(2). When a write fails (disk full, the segment
+or its directory deleted), the requests in that write get no 200 (the caller answers 503), the
+segment is cut back to what had been answered, and the log stays unwritable, so every prediction
+gets a 503 and readiness fails, until a probe write in the directory succeeds again; then it
+recovers on its own.
 
-Segments are `predictions-<UTC yyyymmddTHHMMSS>-<pid>-<seq>.jsonl` in the configured directory.
-A segment being written carries an extra `.open` suffix and is renamed when rotated (by rows,
-bytes or age) or closed, so a reader that takes only `*.jsonl` never sees half a segment. A process
-that was killed (SIGKILL, OOM, power loss) leaves its `.open` segment behind; a writer that finds
-one older than any live writer keeps a segment open (`rotate_seconds` + `ABANDONED_GRACE`) cuts it
-back to its last whole line and renames it, so those rows still reach the drift stage. One line
-per answered row, as `modelops.logline.LogLine` defines it.
+**What a machine crash can lose.** The page cache reaches the disk when the worker thread fsyncs the
+live segment: every `fsync_seconds` (default 1 s) while lines are being written, and whenever a
+segment is finished. A power loss or kernel crash can lose up to that interval's lines. With
+`fsync_seconds = 0` every write is fsynced before its requests are answered (group commit again);
+bench/serve.py measures what each policy costs.
+
+Segment files, their locks and their recovery are `serve/segments.py`; one line per answered row,
+as `modelops.logline.LogLine` defines it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import queue
-import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, LoggedModel, LogLine
-from modelops.serve import logs
+from modelops.logline import LoggedModel, LogLine
+from modelops.serve import logs, segments
 
-FLUSH_SECONDS = 1.0
-# The writer thread runs at the lowest CPU priority, so it uses what the request path leaves. On two
-# cores, at the default priority its ~1 ms per 1000-row request competed with the next request's
-# OpenMP workers, and those requests ran ~20% slower than with no log at all; at niceness 19 they
-# ran as fast as without it (interleaved A/B runs). If the writer ever falls behind, the bounded
-# queue turns that into 503s, not lost rows.
-WRITER_NICENESS = 19
-# A writer closes its segment within `rotate_seconds` of opening it (checked every tick, about once
-# a second); an `.open` segment this much older than that has no writer left.
-ABANDONED_GRACE = 300.0
-RECOVERY_SECONDS = 60.0  # how often a running writer looks for abandoned segments
-_CHUNK = 1 << 20
+RECOVERY_SECONDS = 60.0  # how often a running log looks for segments whose writer is gone
 
 log = logging.getLogger(logs.SERVER)
 
@@ -61,53 +56,74 @@ class Answered(NamedTuple):
     predictions: Sequence[Any]  # each encodes to the row's `output` object (the response's)
 
 
-class Observer(Protocol):
-    def observe(self, answered: Answered) -> None: ...
-
-    def tick(self, now: float) -> None: ...
-
-    def close(self) -> None: ...
+class LogUnavailable(Exception):
+    """The prediction log cannot take rows now; the message says why."""
 
 
 def iso_utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+class Hooks(NamedTuple):
+    """What the log reports, for metrics: rows written, segments finished, write failures, whether
+    it is writable, and each group write's duration."""
+
+    rows: Callable[[int], None] = lambda n: None
+    segment: Callable[[Path], None] = lambda p: None
+    error: Callable[[], None] = lambda: None
+    writable: Callable[[bool], None] = lambda ok: None
+    write_seconds: Callable[[float], None] = lambda s: None
+
+
+class _Pending(NamedTuple):
+    data: bytes
+    rows: int
+    done: asyncio.Future[None]
+
+
 class PredictionLog:
-    """Writes answered rows as JSON lines into segments it rotates by rows, bytes and age."""
+    """The live segment, written from the event loop; fsync, finishing and recovery on one worker
+    thread, in the order they were asked for."""
 
     def __init__(
         self,
         directory: Path | str,
-        model: dict[str, str],
+        model: Mapping[str, str],
         rotate_rows: int,
         rotate_bytes: int,
         rotate_seconds: float,
-        on_rows: Callable[[int], None] = lambda n: None,
-        on_segment: Callable[[Path], None] = lambda p: None,
+        fsync_seconds: float = 1.0,
+        hooks: Hooks | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._model = LoggedModel(**model)
-        self._rotate_rows = rotate_rows
-        self._rotate_bytes = rotate_bytes
-        self._rotate_seconds = rotate_seconds
-        self._on_rows = on_rows
-        self._on_segment = on_segment
+        self._rotate_rows, self._rotate_bytes = rotate_rows, rotate_bytes
+        self._rotate_seconds, self._fsync_seconds = rotate_seconds, fsync_seconds
+        self._hooks = hooks or Hooks()
         self._encoder = msgspec.json.Encoder()
-        self._pid = os.getpid()
-        self._seq = 0
-        self._file: IO[bytes] | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
+        self._pending: list[_Pending] = []
+        self._draining: asyncio.Task[None] | None = None
+        self._fd: int | None = None
         self._path: Path | None = None
-        self._opened = 0.0
-        self._rows = 0
-        self._bytes = 0
+        self._seq = 0
+        self._opened = self._synced = self._recovered = 0.0
+        self._rows = self._bytes = 0
         self._dirty = False
-        self._flushed = 0.0
-        self._recovered_at = time.time()
-        self.recover(self._recovered_at)
+        self.unavailable: str | None = None  # why the log cannot be written, while it cannot
+        self._probing = False
+        self.rows_written = 0
+        self.closed = False
+        self._report_recovered(segments.recover(self.directory))
+        self._hooks.writable(True)
 
-    def observe(self, answered: Answered) -> None:
+    # ----------------------------------------------------------------------- the request path
+
+    async def append(self, answered: Answered) -> None:
+        """Return once the answered rows are written; LogUnavailable if they cannot be."""
+        if self.unavailable is not None:
+            raise LogUnavailable(self.unavailable)
         timestamp, request_id, model = iso_utc(answered.timestamp), answered.request_id, self._model
         # The request's own Structs and the response's predictions encode straight to the line's
         # `inputs` and `output`: no per-row dicts to build.
@@ -115,234 +131,145 @@ class PredictionLog:
             LogLine(timestamp, request_id, model, inputs, output)
             for inputs, output in zip(answered.instances, answered.predictions, strict=True)
         ]
-        data = self._encoder.encode_lines(lines)
-        handle = self._file if self._file is not None else self._open(answered.timestamp)
-        handle.write(data)
-        self._rows += len(lines)
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(self._encoder.encode_lines(lines), len(lines), done))
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                if self._write(group) and self._fsync_seconds == 0 and self._fd is not None:
+                    await asyncio.wrap_future(self._worker.submit(os.fsync, self._fd))
+                for item in group:
+                    if not item.done.done():
+                        item.done.set_result(None)
+        finally:
+            self._draining = None
+
+    def _write(self, group: list[_Pending]) -> bool:
+        data = b"".join(item.data for item in group)
+        started = time.perf_counter()
+        keep = self._bytes
+        try:
+            if self.unavailable is not None:
+                raise LogUnavailable(self.unavailable)
+            fd = self._fd if self._fd is not None else self._open(time.time())
+            segments.write_all(fd, data)
+            if os.fstat(fd).st_nlink == 0:
+                raise FileNotFoundError(f"{self._path}: deleted while the server writes to it")
+        except (OSError, LogUnavailable) as exc:
+            self._fail(exc, keep)
+            for item in group:
+                item.done.set_exception(LogUnavailable(self.unavailable or str(exc)))
+            return False
+        rows = sum(item.rows for item in group)
+        self._rows += rows
         self._bytes += len(data)
+        self.rows_written += rows
         self._dirty = True
-        self._on_rows(len(lines))
+        self._hooks.rows(rows)
+        self._hooks.write_seconds(time.perf_counter() - started)
         if self._rows >= self._rotate_rows or self._bytes >= self._rotate_bytes:
             self._finish()
+        return True
+
+    def _open(self, now: float) -> int:
+        self._fd, self._path, self._seq = segments.create(self.directory, now, self._seq)
+        self._opened = self._synced = now
+        self._rows = self._bytes = 0
+        return self._fd
+
+    def _fail(self, exc: BaseException, keep: int) -> None:
+        if self.unavailable is None:
+            self.unavailable = f"prediction log cannot be written: {exc}"
+            self._hooks.writable(False)
+            logs.event(
+                log, logging.ERROR, "prediction log unwritable; answering 503", error=str(exc)
+            )
+        self._hooks.error()
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        if fd is not None and path is not None:
+            self._submit(segments.abandon, fd, path, keep)
+
+    # ----------------------------------------------------------------------- housekeeping
 
     def tick(self, now: float) -> None:
-        if now - self._recovered_at >= RECOVERY_SECONDS:
-            self._recovered_at = now
-            self.recover(now)
-        if self._file is None:
-            return
-        if now - self._opened >= self._rotate_seconds:
+        """Once a second, on the event loop: rotate by age, fsync by interval, recover abandoned
+        segments, and probe the directory while the log is unwritable."""
+        if self._fd is not None and now - self._opened >= self._rotate_seconds:
             self._finish()
-        elif self._dirty and now - self._flushed >= FLUSH_SECONDS:
-            # Buffered writes reach the OS about once a second, not once a request.
-            self._file.flush()
-            self._dirty = False
-            self._flushed = now
+        if (
+            self._fd is not None
+            and self._dirty
+            and self._fsync_seconds > 0
+            and now - self._synced >= self._fsync_seconds
+        ):
+            self._synced, self._dirty = now, False
+            self._submit(os.fsync, self._fd)
+        if now - self._recovered >= RECOVERY_SECONDS:
+            self._recovered = now
+            self._submit(segments.recover, self.directory).add_done_callback(
+                lambda f: self._report_recovered(f.result()) if not f.exception() else None
+            )
+        if self.unavailable is not None and not self._probing:
+            self._probing = True
+            loop = asyncio.get_running_loop()
+            probe = self._worker.submit(segments.probe, self.directory)
+            probe.add_done_callback(lambda f: loop.call_soon_threadsafe(self._probed, f))
 
-    def close(self) -> None:
-        self._finish()
+    def _probed(self, probe: Future[None]) -> None:
+        self._probing = False
+        if probe.exception() is None and self.unavailable is not None:
+            self.unavailable = None
+            self._hooks.writable(True)
+            logs.event(log, logging.WARNING, "prediction log writable again; answering")
 
-    def recover(self, now: float) -> list[Path]:
-        """Finish every `.open` segment that no writer can still be writing; return their new paths."""
-        cutoff = now - self._rotate_seconds - ABANDONED_GRACE
-        recovered = []
-        for path in sorted(self.directory.glob(f"predictions-*{SEGMENT_SUFFIX}{OPEN_SUFFIX}")):
-            opened = _opened_at(path.name)
-            if path == self._path or opened is None or opened >= cutoff:
-                continue
-            try:
-                final, rows, dropped = _seal(path)
-            except FileNotFoundError:
-                continue  # another writer sharing the directory got there first
-            except OSError as exc:  # a stale segment must never stop the server from logging
-                logs.event(
-                    log,
-                    logging.ERROR,
-                    "cannot recover a prediction log segment",
-                    segment=str(path),
-                    error=str(exc),
-                )
-                continue
+    def _finish(self) -> None:
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        if fd is not None and path is not None:
+            self._submit(segments.finish, fd, path).add_done_callback(self._finished)
+
+    def _finished(self, done: Future[Path]) -> None:
+        if done.exception() is None:
+            self._hooks.segment(done.result())
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = self._worker.submit(fn, *args)
+        future.add_done_callback(self._log_failure)
+        return future
+
+    def _log_failure(self, done: Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            self._hooks.error()
+            logs.event(log, logging.ERROR, "prediction log housekeeping failed", error=str(exc))
+
+    def _report_recovered(self, recovered: list[tuple[Path, int, int]]) -> None:
+        for final, rows, dropped in recovered:
             logs.event(
                 log,
                 logging.WARNING,
                 "recovered a prediction log segment left open by a stopped writer",
-                segment=str(final or path),
+                segment=str(final),
                 rows=rows,
                 dropped_bytes=dropped,
             )
-            if final is not None:
-                recovered.append(final)
-                self._on_segment(final)
-        return recovered
+            self._hooks.segment(final)
 
-    def _open(self, now: float) -> IO[bytes]:
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
-        while True:
-            self._seq += 1
-            name = f"predictions-{stamp}-{self._pid}-{self._seq:06d}{SEGMENT_SUFFIX}"
-            final = self.directory / name
-            path = final.with_name(name + OPEN_SUFFIX)
-            # A restart in the same second with the same pid (pid 1 in a container) must not
-            # reuse a name; "x" mode refuses an existing file.
-            if final.exists():
-                continue
-            try:
-                handle = open(path, "xb", buffering=1 << 20)  # noqa: SIM115 (kept open across calls)
-            except FileExistsError:
-                continue
-            self._file, self._path, self._opened = handle, path, now
-            self._rows = self._bytes = 0
-            return handle
-
-    def _finish(self) -> None:
-        """Flush, fsync and rename the open segment to its final name."""
-        handle, path = self._file, self._path
-        if handle is None or path is None:
-            return
-        self._file = self._path = None
-        try:
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            handle.close()
-        final = path.with_name(path.name[: -len(OPEN_SUFFIX)])
-        os.replace(path, final)
-        _fsync_dir(path.parent)
-        self._on_segment(final)
-
-
-def _opened_at(name: str) -> float | None:
-    """The UTC second a segment was opened, from its name; None for a name this log did not write."""
-    try:
-        stamp = name.split("-")[1]
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
-    except (IndexError, ValueError):
-        return None
-
-
-def _seal(path: Path) -> tuple[Path | None, int, int]:
-    """Cut an abandoned segment back to its last whole line and give it its final name.
-
-    Returns the final path (None when not one whole line was left and the file was removed), the
-    rows kept and the bytes of a torn last line that were dropped.
-    """
-    with open(path, "r+b") as f:
-        size = os.fstat(f.fileno()).st_size
-        end = size
-        while end > 0:  # find the last newline, reading backwards a chunk at a time
-            start = max(0, end - _CHUNK)
-            f.seek(start)
-            cut = f.read(end - start).rfind(b"\n")
-            if cut >= 0:
-                end = start + cut + 1
-                break
-            end = start
-        rows = 0
-        f.seek(0)
-        while f.tell() < end:
-            rows += f.read(min(_CHUNK, end - f.tell())).count(b"\n")
-        if end < size:
-            f.truncate(end)
-            f.flush()
-            os.fsync(f.fileno())
-    if end == 0:
-        path.unlink()
-        return None, 0, size
-    final = path.with_name(path.name[: -len(OPEN_SUFFIX)])
-    if final.exists():  # never overwrite a finished segment
-        raise FileExistsError(f"{final}: exists; {path.name} left as it is")
-    os.replace(path, final)
-    _fsync_dir(path.parent)
-    return final, rows, size - end
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_STOP = object()
-
-
-def _lower_priority() -> None:
-    # On Linux a thread id names just that thread for setpriority; elsewhere it could name an
-    # unrelated process, so other systems keep the default priority.
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
-        except OSError as exc:
-            log.warning("prediction log writer keeps its priority: %s", exc)
-
-
-class Dispatcher:
-    """A thread behind a bounded queue that hands every answered batch to each observer, in order.
-
-    `offer` never blocks the event loop: it says False when the queue is full, and the caller
-    decides (the server answers 503 rather than give a 200 it could not log).
-    """
-
-    def __init__(
-        self,
-        observers: Sequence[Observer],
-        max_batches: int,
-        on_error: Callable[[], None] = lambda: None,
-        on_depth: Callable[[int], None] = lambda n: None,
-        tick_seconds: float = 1.0,
-    ) -> None:
-        self._observers = list(observers)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_batches)
-        self._on_error = on_error
-        self._on_depth = on_depth
-        self._tick = tick_seconds
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._closed = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def offer(self, answered: Answered) -> bool:
-        if self._closed:
-            return False
-        try:
-            self._queue.put_nowait(answered)
-        except queue.Full:
-            return False
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        """Process everything already offered, then close the observers (segments renamed)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)  # blocks only while the writer frees a slot
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        _lower_priority()
-        while True:
-            try:
-                item = self._queue.get(timeout=self._tick)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                break
-            if item is not None:
-                self._each("observe", item)
-            self._each("tick", time.time())
-            self._on_depth(self._queue.qsize())
-        self._each("close")
-        self._on_depth(0)
-
-    def _each(self, method: str, *args: Any) -> None:
-        for observer in self._observers:
-            try:
-                getattr(observer, method)(*args)
-            except Exception:
-                # A full disk must not stop the other observers or kill the thread; it is counted
-                # and logged loudly, never passed over in silence.
-                self._on_error()
-                log.exception("observer %s.%s failed", type(observer).__name__, method)
+    async def close(self) -> None:
+        """Write what is pending, finish the live segment and wait for the worker to be done;
+        `closed` says whether the segment was finished."""
+        while self._draining is not None:
+            await asyncio.shield(self._draining)
+        fd, path = self._fd, self._path
+        self._fd = self._path = None
+        finishing = (
+            self._submit(segments.finish, fd, path) if fd is not None and path is not None else None
+        )
+        await asyncio.to_thread(self._worker.shutdown, True)
+        self.closed = finishing is None or finishing.exception() is None
