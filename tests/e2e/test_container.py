@@ -72,6 +72,9 @@ def base_image(engine: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     return BASE
 
 
+BUILT: dict[str, str] = {}  # what the image fixture built the image from
+
+
 @pytest.fixture(scope="module")
 def image(
     engine: dict[str, str],
@@ -101,6 +104,7 @@ def image(
     )
     manifest = files.read_json(repo / "build" / "bundle" / "bundle.json")
     assert manifest["version"] == "v1.0.0"
+    BUILT["bundle_sha256"] = files.sha256(repo / "build" / "bundle" / "bundle.json")
     podman(engine, "image", "exists", f"{IMAGE}:v1.0.0")
     return f"{IMAGE}:v1.0.0"
 
@@ -110,6 +114,9 @@ def test_image_runs_non_root_with_the_declared_entrypoint_and_healthcheck(
 ) -> None:
     config = json.loads(podman(engine, "image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == "10001:10001"
+    # The root of trust baked in: the digest of the manifest the registry verified.
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["MODELOPS_SERVE_BUNDLE_SHA256"] == BUILT["bundle_sha256"]
     assert config["Entrypoint"] == ["modelops", "serve", "--bundle", "/srv/bundle"]
     health = json.loads(
         podman(engine, "image", "inspect", "--format", "{{json .HealthCheck}}", image).stdout

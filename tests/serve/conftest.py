@@ -158,7 +158,16 @@ def wait_ready(client: TestClient[Any] | httpx.Client) -> dict[str, Any]:
         time.sleep(0.05)
 
 
+def trusting(bundle_dir: Path, config: ServeConfig | None = None) -> ServeConfig:
+    """`config` with the digest of the bundle's manifest as it is now: an operator vouching for it."""
+    digest = bundle.manifest_sha256(bundle_dir)
+    return msgspec.structs.replace(config or ServeConfig(), bundle_sha256=digest)
+
+
 def serve_client(bundle_dir: Path, config: ServeConfig) -> TestClient[Any]:
+    """The app in-process; the bundle vouched for as it is now unless `config` names a digest."""
+    if config.bundle_sha256 is None:
+        config = trusting(bundle_dir, config)
     return TestClient(create_app(bundle_dir, config), raise_server_exceptions=False)
 
 
@@ -220,7 +229,11 @@ def start_server(
         "-m",
         "modelops.cli",
         "serve",
-        *(["--bundle", str(bundle_dir)] if bundle_dir is not None else []),
+        *(
+            ["--bundle", str(bundle_dir), "--bundle-sha256", bundle.manifest_sha256(bundle_dir)]
+            if bundle_dir is not None
+            else []
+        ),
         "--port",
         str(port),
         "--log-dir",

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from modelops.serve.app import create_app
 from modelops.serve.config import ServeConfig
 from tests.conftest import require_tool
 
-from .conftest import HOSTILE, Trained, post, read_log, serve_client, wait_ready
+from .conftest import HOSTILE, Trained, post, read_log, serve_client, trusting, wait_ready
 
 TOL = 1e-9
 
@@ -208,7 +209,9 @@ def metric(text: str, series: str, **labels: str) -> float:
 def test_metrics_count_requests_predictions_failures_and_unseen_categories(
     trained: Trained, tmp_path: Path
 ) -> None:
-    app = create_app(trained.bundle_dir, ServeConfig(log_dir=str(tmp_path)))
+    app = create_app(
+        trained.bundle_dir, trusting(trained.bundle_dir, ServeConfig(log_dir=str(tmp_path)))
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         wait_ready(c)
         records = trained.records()[:10]
@@ -340,29 +343,66 @@ def test_every_answered_row_is_in_the_prediction_log(trained: Trained, tmp_path:
 # --------------------------------------------------------------------------- loading
 
 
-def test_a_modified_model_file_stops_the_server_from_starting(copy_bundle: Path) -> None:
+def test_a_modified_model_file_is_never_unpickled(copy_bundle: Path, tmp_path: Path) -> None:
+    config = trusting(copy_bundle, ServeConfig(log_dir=str(tmp_path)))
     with open(copy_bundle / bundle.MODEL, "ab") as f:
         f.write(b"\0")
-    with pytest.raises(ArtifactIntegrityError, match=r"model.joblib: sha256 .* does not match"):
-        create_app(copy_bundle, ServeConfig())
+    with serve_client(copy_bundle, config) as c:
+        body = wait_ready(c)
+    assert body["status"] == "failed"
+    assert re.search(r"model.joblib: sha256 .* does not match the manifest's", body["reason"])
 
 
-def test_the_cli_refuses_a_tampered_bundle_with_the_reason(
+MARKER_PICKLE = """
+import os, pickle, sys
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch " + sys.argv[1],))
+
+sys.stdout.buffer.write(pickle.dumps(Payload()))
+"""
+
+
+def test_a_bundle_rewritten_to_match_a_malicious_model_is_refused_before_unpickling(
+    copy_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trusted = bundle.manifest_sha256(copy_bundle)  # what the registry printed when it bundled
+    marker = tmp_path / "unpickled"
+    payload = subprocess.run(
+        [sys.executable, "-c", MARKER_PICKLE, str(marker)], capture_output=True, check=True
+    ).stdout
+    (copy_bundle / bundle.MODEL).write_bytes(payload)
+    card = files.read_json(copy_bundle / bundle.CARD)
+    card["artifact"]["sha256"] = files.sha256(copy_bundle / bundle.MODEL)  # every hash rewritten
+    files.write_json(copy_bundle / bundle.CARD, card)
+    bundle.write_manifest(copy_bundle, "churn", "v9.9.9", "1" * 40, ["prod"])
+    with pytest.raises(ArtifactIntegrityError, match=r"bundle.json: sha256 .* is not the trusted"):
+        create_app(copy_bundle, ServeConfig(log_dir=str(tmp_path), bundle_sha256=trusted))
+    args = ["serve", "--bundle", str(copy_bundle), "--bundle-sha256", trusted, "--port", "1"]
+    assert main(args) == 1
+    assert "is not the bundle the registry (or --bundle-sha256) vouches for" in (
+        capsys.readouterr().err
+    )
+    assert not marker.exists()
+
+
+def test_a_bundle_without_a_root_of_trust_does_not_start(
     copy_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    card = files.read_json(copy_bundle / bundle.CARD)
-    card["artifact"]["sha256"] = "0" * 64  # the card no longer describes this model
-    files.write_json(copy_bundle / bundle.CARD, card)
-    bundle.write_manifest(copy_bundle, "churn", "v1.0.0", "1" * 40, [])
     assert main(["serve", "--bundle", str(copy_bundle), "--port", "1"]) == 1
     err = capsys.readouterr().err
-    assert "does not match the card's 0000000000000000" in err
+    assert "no digest vouches for this bundle; pass --bundle-sha256" in err
+    assert main(["serve", "--bundle", str(copy_bundle), "--bundle-sha256", "abc"]) == 2
+    assert "--bundle-sha256" in capsys.readouterr().err
 
 
 def test_a_bundle_whose_manifest_names_another_model_is_refused(copy_bundle: Path) -> None:
     bundle.write_manifest(copy_bundle, "fraud", "v1.0.0", "1" * 40, [])
-    with pytest.raises(ArtifactIntegrityError, match="manifest names model 'fraud' but the card"):
-        create_app(copy_bundle, ServeConfig())
+    with pytest.raises(
+        ArtifactIntegrityError, match="the manifest and the card describe different"
+    ):
+        create_app(copy_bundle, trusting(copy_bundle))
 
 
 def test_wrong_reference_predictions_keep_the_server_unready(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from modelops.serve.config import FIELDS, HELP, ServeConfig, env_name, option_name
+    from modelops.serve.config import FIELDS, HELP, ServeConfig, env_name, option_name, option_type
 
     p = commands.add_parser(
         "serve",
@@ -44,13 +44,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default = getattr(defaults, name)
         shown = "from the bundle" if default is None else default
         text = f"{HELP[name]} (env {env_name(name)}, default {shown})"
-        if isinstance(default, bool):
+        kind = option_type(name)
+        if kind is bool:
             p.add_argument(
                 option_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
-            # A field whose default is None (taken from the bundle) holds an int when given.
-            kind = int if default is None else type(default)
             p.add_argument(option_name(name), type=kind, default=None, help=text)
     p.set_defaults(handler=_serve)
 
@@ -73,10 +72,28 @@ def _serve(args: argparse.Namespace) -> int:
                 scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
                 bundle_dir = scratch / "bundle"
             materialise(args.ref, bundle_dir)
+            config = _trust_the_registry(config, bundle_dir)
         return _run_server(bundle_dir, config)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _trust_the_registry(config: ServeConfig, bundle_dir: Path) -> ServeConfig:
+    """With --ref, the registry vouches for the bundle it just wrote: the tagged commit's dvc.lock
+    and card checked every file, so its manifest's digest is the root of trust."""
+    import msgspec
+
+    from modelops.errors import ArtifactIntegrityError
+    from modelops.registry.bundle import manifest_sha256
+
+    digest = manifest_sha256(bundle_dir)
+    if config.bundle_sha256 not in (None, digest):
+        raise ArtifactIntegrityError(
+            f"--bundle-sha256 {config.bundle_sha256[:16]}… is not the registry's bundle of "
+            f"this ref ({digest[:16]}…); pass one or the other"
+        )
+    return msgspec.structs.replace(config, bundle_sha256=digest)
 
 
 def _run_server(bundle_dir: Path, config: ServeConfig) -> int:

@@ -9,19 +9,21 @@ Layout of a bundle (written by `modelops registry bundle`):
     profile.json    the frozen reference feature profile
     metrics.json    the evaluation metrics of this version
 
-`verify` checks every file against the manifest and the model against the card *before* anything
-unpickles it, hashing each file once; it returns the digests so a loader need not hash again.
+`verify` checks the manifest against a digest from outside the bundle (the registry, or the
+operator), then every file against the manifest, before anything unpickles the model; `read_model`
+hashes the model's bytes once, the very bytes that get unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from modelops import files, paths
-from modelops.card import Card, check_artifact_digest, load_card
+from modelops.card import Card, load_card
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import git
 from modelops.registry.lineage import DVC_LOCK, model_md5, parse_lock, read, read_card
@@ -44,15 +46,15 @@ class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Verified(msgspec.Struct, frozen=True, kw_only=True):
-    """A bundle that passed `verify`, and the sha256 of each file as `verify` read it."""
+    """A bundle that passed `verify`: its manifest and card, and the manifest digest they hang on."""
 
     manifest: Manifest
     card: Card
-    digests: dict[str, str]  # file name -> sha256, computed by `verify`
+    manifest_sha256: str  # the root of trust the manifest matched
 
     @property
     def model_sha256(self) -> str:
-        return self.digests[MODEL]
+        return self.manifest.files[MODEL]
 
 
 def write_manifest(
@@ -84,36 +86,70 @@ def read_manifest(directory: Path | str) -> Manifest:
         raise ArtifactIntegrityError(f"{path}: invalid bundle manifest: {exc}") from None
 
 
-def verify(directory: Path | str) -> Verified:
-    """Check every file of a bundle against its manifest and the model against the card."""
+def manifest_sha256(directory: Path | str) -> str:
+    """The digest that vouches for a whole bundle: the sha256 of its manifest, which records the
+    sha256 of every other file."""
+    return files.sha256(Path(directory) / MANIFEST)
+
+
+def verify(directory: Path | str, trusted: str) -> Verified:
+    """Check a bundle against `trusted`, the sha256 of its manifest as a root of trust outside the
+    bundle gave it (the registry's tag and dvc.lock, or the operator): the manifest must hash to
+    it, every file but the model must match the manifest, and the card must name the model the
+    manifest names. The model itself is hashed where it is read to be unpickled (`read_model`)."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
-    digests: dict[str, str] = {}
-    for name in CONTENTS:
-        path = directory / name
-        if not path.is_file():
-            raise ArtifactIntegrityError(f"{path}: missing from the bundle")
-        expected = manifest.files.get(name)
-        digests[name] = actual = files.sha256(path)
-        if expected != actual:
-            raise ArtifactIntegrityError(
-                f"{path}: sha256 {actual[:16]}… does not match the manifest's "
-                f"{(expected or 'nothing')[:16]}…; re-materialise the bundle from the registry"
-            )
-    card = load_card(directory / CARD)
-    check_artifact_digest(card, directory / MODEL, digests[MODEL])
-    if card.name != manifest.name:
+    path = directory / MANIFEST
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         raise ArtifactIntegrityError(
-            f"{directory}: the manifest names model {manifest.name!r} but the card {card.name!r}; "
+            f"{path}: bundle manifest not found; not a bundle directory"
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != trusted:
+        raise ArtifactIntegrityError(
+            f"{path}: sha256 {digest[:16]}… is not the trusted {trusted[:16]}…; this is not the "
+            "bundle the registry (or --bundle-sha256) vouches for, and nothing in it is loaded"
+        )
+    try:
+        manifest = msgspec.json.decode(data, type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise ArtifactIntegrityError(f"{path}: invalid bundle manifest: {exc}") from None
+    for name in CONTENTS:
+        if name != MODEL:
+            _check_file(directory / name, manifest.files.get(name))
+    card = load_card(directory / CARD)
+    if card.artifact.sha256 != manifest.files.get(MODEL) or card.name != manifest.name:
+        raise ArtifactIntegrityError(
+            f"{directory}: the manifest and the card describe different models; "
             "re-materialise the bundle from the registry"
         )
-    return Verified(manifest=manifest, card=card, digests=digests)
+    return Verified(manifest=manifest, card=card, manifest_sha256=digest)
 
 
-def verify_bundle(directory: Path | str) -> tuple[Manifest, Card]:
-    """`verify`, for a caller that needs no digests."""
-    verified = verify(directory)
-    return verified.manifest, verified.card
+def read_model(directory: Path | str, verified: Verified) -> bytes:
+    """The model file's bytes, only if they hash to what the verified manifest and card record:
+    hashed once, and the very bytes that get unpickled, so the file cannot change in between."""
+    path = Path(directory) / MODEL
+    if not path.is_file():
+        raise ArtifactIntegrityError(f"{path}: missing from the bundle")
+    data = path.read_bytes()
+    _compare(path, hashlib.sha256(data).hexdigest(), verified.model_sha256)
+    return data
+
+
+def _check_file(path: Path, expected: str | None) -> None:
+    if not path.is_file():
+        raise ArtifactIntegrityError(f"{path}: missing from the bundle")
+    _compare(path, files.sha256(path), expected)
+
+
+def _compare(path: Path, actual: str, expected: str | None) -> None:
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"{path}: sha256 {actual[:16]}… does not match the manifest's "
+            f"{(expected or 'nothing')[:16]}…; re-materialise the bundle from the registry"
+        )
 
 
 # ------------------------------------------------------------------------------------ materialise
@@ -149,7 +185,8 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
             (tmp / name).write_bytes(blob)
         _fetch_model(repo, v, lock_md5, tmp / MODEL)
         manifest = write_manifest(tmp, v.name, v.version, v.commit, list(v.stages))
-        verify(tmp)  # the server's own check (the model against the card), before publishing
+        # The server's own check (the model against the card), before publishing.
+        read_model(tmp, verify(tmp, manifest_sha256(tmp)))
         # Temporary files are private (0600/0700); a bundle is read by a server or container user.
         tmp.chmod(0o755)
         for f in tmp.iterdir():

@@ -26,7 +26,7 @@ from litestar.exceptions import ServiceUnavailableException
 
 from modelops import files
 from modelops.drift.profile import Profile
-from modelops.errors import DataIssue, DataValidationError, ModelopsError
+from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.evaluation import Decision
 from modelops.registry import bundle
 from modelops.serve import logs, openapi, routes
@@ -52,7 +52,15 @@ class Service:
     def __init__(self, bundle_dir: Path, config: ServeConfig) -> None:
         self.bundle_dir = bundle_dir
         self.config = config
-        self.manifest, self.card = bundle.verify_bundle(bundle_dir)
+        if config.bundle_sha256 is None:
+            raise ArtifactIntegrityError(
+                f"{bundle_dir}: no digest vouches for this bundle; pass --bundle-sha256 (or set "
+                "MODELOPS_SERVE_BUNDLE_SHA256) to the sha256 of its bundle.json as `modelops "
+                "registry bundle` printed it, or serve --ref from the registry. Nothing is "
+                "unpickled on the bundle's own word."
+            )
+        self.verified = bundle.verify(bundle_dir, config.bundle_sha256)
+        self.manifest, self.card = self.verified.manifest, self.verified.card
         card = self.card
         self.evaluation: dict[str, Any] = dict(files.read_json(bundle_dir / bundle.METRICS))
         self.contract = Contract(card.feature_schema, config.max_instances)
@@ -142,7 +150,7 @@ class Service:
         started = time.perf_counter()
         try:
             model = await asyncio.get_running_loop().run_in_executor(
-                executor, load_model, self.bundle_dir, self.card
+                executor, load_model, self.bundle_dir, self.verified
             )
         except ModelopsError as exc:
             self._failed(str(exc))

@@ -8,7 +8,7 @@ out-of-range value is an error naming the option or variable it came from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args, get_origin
 
 import msgspec
 
@@ -46,6 +46,10 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # SIGTERM: how long in-flight requests may take to finish before the server stops anyway.
     graceful_timeout: Annotated[int, msgspec.Meta(ge=1)] = 30
     access_log: bool = True
+    # The root of trust for a --bundle: the sha256 of its bundle.json, as `modelops registry
+    # bundle` printed it (`make image` bakes it into the image). Nothing is unpickled without it;
+    # with --ref the registry supplies it.
+    bundle_sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
     log_level: Annotated[str, msgspec.Meta(pattern="^(debug|info|warning|error)$")] = "info"
 
 
@@ -67,8 +71,17 @@ HELP: dict[str, str] = {
     "drift_min_rows": "rows the live window needs before it reports PSI (default: the profile's)",
     "graceful_timeout": "seconds in-flight requests get to finish after SIGTERM",
     "access_log": "write a JSON access line per request",
+    "bundle_sha256": "sha256 of the bundle's bundle.json, vouching for every file in it",
     "log_level": "debug, info, warning or error",
 }
+
+
+def option_type(field: str) -> type:
+    """The scalar type an option's text converts to: its field's type, without limits or None."""
+    kind: Any = next(f.type for f in msgspec.structs.fields(ServeConfig) if f.name == field)
+    while get_origin(kind) is not None:  # Annotated[...], X | None
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    return cast(type, kind)
 
 
 def env_name(field: str) -> str:

@@ -10,7 +10,6 @@ the reason is kept for the logs, the metrics and GET /v1/model.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import time
 from collections import deque
@@ -24,8 +23,6 @@ from typing import Any, Literal
 import joblib
 import numpy as np
 
-from modelops.card import Card
-from modelops.errors import ArtifactIntegrityError
 from modelops.fitted import check_reference
 from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
@@ -63,18 +60,12 @@ class LoadedModel:
         return np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64)
 
 
-def load_model(directory: Path, card: Card) -> LoadedModel:
-    """Unpickle the bundle's model only if its bytes are the card's, then prove it and derive the
-    fast path. Raises ArtifactIntegrityError when the model is not the registered one."""
-    data = (directory / bundle.MODEL).read_bytes()
-    # Hash the very bytes that get unpickled: the file cannot change between check and load.
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != card.artifact.sha256:
-        raise ArtifactIntegrityError(
-            f"{directory / bundle.MODEL}: sha256 {digest[:16]}… does not match the card's "
-            f"{card.artifact.sha256[:16]}…; refusing to unpickle it"
-        )
-    pipeline = joblib.load(io.BytesIO(data))
+def load_model(directory: Path, verified: bundle.Verified) -> LoadedModel:
+    """Unpickle the bundle's model only if its bytes are the ones the verified manifest vouches
+    for, then prove it and derive the fast path. Raises ArtifactIntegrityError when the model is not
+    the registered one."""
+    card = verified.card
+    pipeline = joblib.load(io.BytesIO(bundle.read_model(directory, verified)))
     check_reference(pipeline, card)
     schema = card.feature_schema
     classes = list(card.classes)
