@@ -43,6 +43,8 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # A window of 0 turns live drift off (the serve benchmark measures what it costs this way).
     drift_window: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
     drift_min_rows: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # A request body must arrive whole within this; a client that stalls mid-body gets a 408.
+    body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     # SIGTERM: how long in-flight requests may take to finish before the server stops anyway.
     graceful_timeout: Annotated[int, msgspec.Meta(ge=1)] = 30
     access_log: bool = True
@@ -69,6 +71,7 @@ HELP: dict[str, str] = {
     "log_fsync_seconds": "seconds between fsyncs of the prediction log (0: before every answer)",
     "drift_window": "answered rows in the live drift window (0: off; default: the profile's)",
     "drift_min_rows": "rows the live window needs before it reports PSI (default: the profile's)",
+    "body_timeout_seconds": "seconds a request body may take to arrive (408 after)",
     "graceful_timeout": "seconds in-flight requests get to finish after SIGTERM",
     "access_log": "write a JSON access line per request",
     "bundle_sha256": "sha256 of the bundle's bundle.json, vouching for every file in it",

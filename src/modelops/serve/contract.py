@@ -175,9 +175,7 @@ class Contract:
         except msgspec.ValidationError as exc:
             raise DataValidationError(SOURCE, self._explain(body, exc)) from None
         except msgspec.DecodeError as exc:
-            raise DataValidationError(
-                SOURCE, [DataIssue("$", f"not valid JSON: {exc}", 0)]
-            ) from None
+            raise DataValidationError(SOURCE, [DataIssue("$", _malformed(body, exc), 0)]) from None
         except UnicodeDecodeError:
             raise DataValidationError(SOURCE, [DataIssue("$", "not valid UTF-8", 0)]) from None
         except RecursionError:
@@ -289,6 +287,20 @@ def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
             ),
         ]
     return typ | None if f.nullable else typ
+
+
+# A high-surrogate escape not followed by a low one; msgspec reports it as "Input data was
+# truncated" when a quote follows it, which sends a client looking for the wrong problem.
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+def _malformed(body: bytes, exc: msgspec.DecodeError) -> str:
+    if _LONE_SURROGATE.search(body):
+        return (
+            "not valid JSON: a \\uD800-\\uDBFF escape must be followed by a low surrogate "
+            "(\\uDC00-\\uDFFF); a lone surrogate is not text"
+        )
+    return f"not valid JSON: {exc}"
 
 
 _AT = re.compile(r" - at `(?P<path>[^`]*)`$")

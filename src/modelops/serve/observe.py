@@ -10,6 +10,7 @@ runs inside the router and would miss those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -24,6 +25,8 @@ from modelops.serve.contract import ErrorResponse, FieldError
 from modelops.serve.metrics import ServeMetrics
 
 OTHER = "other"  # unmatched paths share one label, so scanners cannot blow up the series count
+DISCARD_BYTES = 64 << 20  # of a refused body read and dropped so its 413 reaches the client
+DISCARD_SECONDS = 5.0
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 access_log = logging.getLogger(logs.ACCESS)
@@ -55,6 +58,10 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        method = scope["method"]
+        if method == "HEAD":
+            # A GET without its body: uvicorn sends the headers (Content-Length included) only.
+            scope = {**scope, "method": "GET"}
         request_id = request_id_from(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -66,6 +73,8 @@ class RequestObserver:
             if message["type"] == "http.response.start":
                 state["response_started"] = True
                 status = message["status"]
+                if status == 413 and not _expects_continue(scope):
+                    await _discard_body(receive)
                 message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
 
@@ -84,7 +93,7 @@ class RequestObserver:
             seconds = time.perf_counter() - start
             path = scope["path"]
             endpoint = path if path in self.endpoints else OTHER
-            self.metrics.observe_request(endpoint, scope["method"], status, seconds)
+            self.metrics.observe_request(endpoint, method, status, seconds)
             if self.access:
                 client = scope.get("client")
                 logs.event(
@@ -92,7 +101,7 @@ class RequestObserver:
                     logging.INFO,
                     "request",
                     request_id=request_id,
-                    method=scope["method"],
+                    method=method,
                     path=path[:200],
                     status=status,
                     duration_ms=round(seconds * 1000, 3),
@@ -100,6 +109,28 @@ class RequestObserver:
                     instances=state.get("instances"),
                     client=client[0] if client else None,
                 )
+
+
+async def _discard_body(receive: Any) -> None:
+    """Read what is left of a refused body (up to DISCARD_BYTES, for DISCARD_SECONDS) before the 413
+    goes out: a server that closes a connection with unread data resets it, and the client, still
+    sending, never reads the answer."""
+    left = DISCARD_BYTES
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DISCARD_SECONDS):
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+
+def _expects_continue(scope: Any) -> bool:
+    """A client that asked to send its body only after a go-ahead is not sending it: nothing to
+    read (and reading would make uvicorn send that go-ahead)."""
+    return any(k == b"expect" and v.lower() == b"100-continue" for k, v in scope["headers"])
 
 
 def started(scope: Any) -> bool:

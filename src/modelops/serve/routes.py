@@ -7,7 +7,9 @@ answers and lays out the OpenAPI document from these very signatures (serve/open
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import zlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -25,7 +27,7 @@ from litestar.params import JSONBody
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.typing import FieldDefinition
 
-from modelops.errors import ArtifactIntegrityError, DataValidationError, ModelopsError
+from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.serve import logs
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import (
@@ -56,6 +58,14 @@ class UnsupportedMediaType(ClientException):
     status_code = 415
 
 
+class RequestTimeout(ClientException):
+    status_code = 408
+
+
+class PayloadTooLarge(ClientException):
+    status_code = 413
+
+
 # --------------------------------------------------------------------------- errors -> status codes
 
 # The one place an exception becomes a status code; first match wins. None: the exception's own
@@ -84,8 +94,12 @@ def _problems(exc: Exception, status: int, config: ServeConfig) -> list[FieldErr
         return [FieldError("$", "no such endpoint; the API is described at /schema")]
     if status == 405:
         return [FieldError("$", "method not allowed on this endpoint (see the Allow header)")]
-    if status == 413:
+    if status == 413 and not isinstance(exc, PayloadTooLarge):
         return [FieldError("$", f"body larger than the limit of {config.max_body_bytes} bytes")]
+    if status == 408:
+        return [
+            FieldError("$", f"the body did not arrive within {config.body_timeout_seconds:g} s")
+        ]
     if status < 500 or isinstance(exc, ServiceUnavailableException | ArtifactIntegrityError):
         detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
         return [FieldError("$", detail)]
@@ -154,6 +168,9 @@ class PredictBody(AbstractDTO[Any]):
         return False
 
     def decode_bytes(self, value: bytes) -> Decoded:
+        encoding = self.asgi_connection.headers.get("content-encoding")
+        if encoding is not None:
+            value = inflate(value, encoding, self.service.config.max_body_bytes)
         return self.service.decode(value)
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
@@ -162,15 +179,24 @@ class PredictBody(AbstractDTO[Any]):
 
 class Inbound(ASGIMiddleware):
     """A predict request from the moment it enters the route: the batcher learns it is on its way
-    (so requests whose bodies are still being read can share the next model call), and a client
-    that hangs up before its body is complete is a client error, not a server one."""
+    (so requests whose bodies are still being read can share the next model call); a body that has
+    not arrived whole within `body_timeout_seconds` gets a 408 (a stalled client does not hold a
+    connection forever); and a client that hangs up before its body is complete is a client error,
+    not a server one."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.timeout = service.config.body_timeout_seconds
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        deadline = asyncio.get_running_loop().time() + self.timeout
+
         async def body_or_refuse() -> Any:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(detail="the body did not arrive in time") from None
             if message["type"] == "http.disconnect":
                 raise ClientException(detail="the client disconnected before the body was complete")
             return message
@@ -192,6 +218,35 @@ def _admit(service: Service) -> Any:
             raise ServiceUnavailableException(detail=service.not_ready())
 
     return admit
+
+
+CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body a Content-Encoding names, decompressed to at most `limit` bytes; identity passes."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in CODINGS:
+        raise UnsupportedMediaType(
+            detail=f"Content-Encoding {coding[:40]!r} is not supported; send identity, gzip or deflate"
+        )
+    inflater = zlib.decompressobj(CODINGS[coding])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise DataValidationError(
+            "request body", [DataIssue("$", f"not valid {coding} data (Content-Encoding)", 0)]
+        ) from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(detail=f"the decompressed body is larger than {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise DataValidationError(
+            "request body",
+            [DataIssue("$", f"not one complete {coding} stream (truncated, or data after it)", 0)],
+        )
+    return data
 
 
 def require_json(content_type: str | None) -> None:
