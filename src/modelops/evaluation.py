@@ -70,9 +70,12 @@ class Decision(msgspec.Struct, frozen=True):
         return cls("argmax")
 
     def labels(self, proba: npt.NDArray[np.float64], classes: Sequence[Any]) -> list[Any]:
-        """The label of each row of `proba` (columns in `classes` order) by this rule."""
-        if self.rule == "threshold" and self.threshold is not None:
-            return list(predict_labels(proba, classes, self.positive, self.threshold).tolist())
+        """The label of each row of `proba` (columns in `classes` order) by this rule: the same
+        comparison as `predict_labels`, on Python floats (a server asks for a row or a few)."""
+        if self.rule == "threshold" and self.threshold is not None and len(classes) == 2:
+            pos = list(classes).index(self.positive)
+            yes, no, t = classes[pos], classes[1 - pos], self.threshold
+            return [yes if p >= t else no for p in proba[:, pos].tolist()]
         return [classes[i] for i in np.argmax(proba, axis=1).tolist()]
 
 

@@ -220,7 +220,7 @@ def test_metrics_count_requests_predictions_failures_and_unseen_categories(
         assert post(c, {"instances": [{**records[1], "age": 5}]}).status_code == 400
         c.get("/nope")
     # Read once the lifespan has closed, so the background writer has seen every answer.
-    text = app.state.service.metrics.exposition().decode()
+    text = app.state.service.exposition().decode()
     assert (
         metric(
             text,

@@ -5,10 +5,12 @@ document."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,35 @@ def test_concurrent_load_gets_only_correct_200s(server: Server, trained: Trained
         np.testing.assert_allclose(got, want[rows], rtol=0, atol=TOL)
     batch_rows = httpx.get(f"{server.url}/metrics").text
     assert "modelops_model_batch_rows_count" in batch_rows
+
+
+def test_every_request_gets_one_json_access_line(server: Server, trained: Trained) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        ok = http.post(
+            "/v1/predict",
+            json={"instances": trained.records()[:3]},
+            headers={"X-Request-ID": "access-line-1"},
+        )
+        missing = http.get("/nope", headers={"X-Request-ID": "access-line-2"})
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    deadline = time.monotonic() + 10
+    while True:
+        lines = {e.get("request_id"): e for e in server.logs() if e["logger"] == "modelops.access"}
+        if "access-line-2" in lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    first, second = lines["access-line-1"], lines["access-line-2"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+    assert (first["level"], first["message"]) == ("info", "request")
+    assert (first["method"], first["path"], first["status"], first["instances"]) == (
+        "POST",
+        "/v1/predict",
+        200,
+        3,
+    )
+    assert first["model_version"] == "v1.0.0" and first["duration_ms"] > 0
+    assert first["client"] == "127.0.0.1"
+    assert (second["path"], second["status"], second["instances"]) == ("/nope", 404, None)
 
 
 def test_hostile_bytes_through_the_real_http_parser_get_4xx_and_change_nothing(

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from modelops import evaluation
+from modelops.evaluation import Decision, predict_labels
+from modelops.schema import Target
 
 
 def binary_case(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -74,3 +78,17 @@ def test_curves_are_thinned_and_keep_their_endpoints() -> None:
 def test_confusion_rows_are_what_dvc_confusion_template_reads() -> None:
     rows = evaluation.confusion_rows(np.array([0, 1]), np.array([1, 1]))
     assert rows == [{"actual": "0", "predicted": "1"}, {"actual": "1", "predicted": "1"}]
+
+
+@pytest.mark.parametrize("classes", [[0, 1], ["stay", "churn"]])
+def test_the_servers_label_rule_is_the_evaluated_one(classes: list[Any]) -> None:
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.random(500), [0.5, 0.3, 0.7, 0.0, 1.0]])  # ties at the threshold
+    proba = np.stack([1 - p, p], axis=1)
+    target = Target("y", classes, positive=classes[1])
+    decision = Decision.of(target, {"threshold": 0.5})
+    want = predict_labels(proba, classes, classes[1], 0.5).tolist()
+    assert decision.labels(proba, classes) == want
+    assert Decision.of(target, {}).labels(proba, classes) == [
+        classes[i] for i in np.argmax(proba, axis=1)
+    ]

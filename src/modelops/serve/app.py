@@ -33,14 +33,16 @@ from modelops.serve import logs, openapi, routes
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import Contract, Decoded, Health, Inference, ModelDescription, ModelRef
 from modelops.serve.livedrift import LiveDrift
-from modelops.serve.metrics import AnswerMetrics, ServeMetrics
+from modelops.serve.metrics import ServeMetrics
 from modelops.serve.observe import RequestObserver
 from modelops.serve.predictor import Arrival, Batcher, LoadedModel, load_model, model_thread
 from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
+from modelops.serve.tallies import Tallies
 from modelops.types import FloatArray
 
 log = logging.getLogger(logs.SERVER)
-TICK_SECONDS = 0.5  # the prediction log's rotation by age, fsync interval and recovery checks
+# The prediction log's rotation by age, fsync interval and recovery checks; tallies into metrics.
+TICK_SECONDS = 0.5
 
 
 # --------------------------------------------------------------------------- the service
@@ -71,9 +73,9 @@ class Service:
             self.manifest.version,
             card.artifact.sha256,
             card.feature_schema.names,
-            card.classes,
-            card.feature_schema.target.scored,
         )
+        self.tallies = Tallies(self.metrics, card.classes, card.feature_schema.target.scored)
+        self.access = logs.AccessLog(config.access_log)
         self.live_drift: LiveDrift | None = None
         if config.drift_window != 0:
             profile_path = bundle_dir / bundle.PROFILE
@@ -90,8 +92,8 @@ class Service:
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
         self.log: PredictionLog | None = None
-        # Fed inline once an answer's rows are in the log: each costs a few microseconds a batch.
-        self.observers: list[AnswerMetrics | LiveDrift] = [AnswerMetrics(self.metrics)]
+        # Fed inline once an answer's rows are in the log: each is a list append.
+        self.observers: list[Tallies | LiveDrift] = [self.tallies]
         if self.live_drift is not None:
             self.observers.append(self.live_drift)
 
@@ -115,7 +117,7 @@ class Service:
         )
         if self.live_drift is not None:
             self.live_drift.start()
-        ticking = asyncio.get_running_loop().create_task(self._tick(self.log), name="log-ticks")
+        ticking = asyncio.get_running_loop().create_task(self._tick(), name="ticks")
         executor = model_thread()
         loading = asyncio.get_running_loop().create_task(self._load(executor), name="load-model")
         try:
@@ -131,6 +133,8 @@ class Service:
             await self.log.close()
             if self.live_drift is not None:
                 self.live_drift.stop()
+            self.tallies.apply()
+            self.access.flush()
             gc.unfreeze()  # an app embedded in a longer-lived process hands its objects back
             logs.event(
                 log,
@@ -140,11 +144,17 @@ class Service:
                 rows=self.log.rows_written,
             )
 
-    @staticmethod
-    async def _tick(prediction_log: PredictionLog) -> None:
+    async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            prediction_log.tick(time.time())
+            if self.log is not None:
+                self.log.tick(time.time())
+            self.tallies.apply()
+            self.access.flush()
+
+    def exposition(self) -> bytes:
+        self.tallies.apply()
+        return self.metrics.exposition()
 
     async def _load(self, executor: ThreadPoolExecutor) -> None:
         started = time.perf_counter()
@@ -243,7 +253,7 @@ class Service:
             raise ServiceUnavailableException(detail=self.not_ready())
         instances, rows = decoded
         state["instances"] = len(rows)
-        self.metrics.request_instances.observe(len(rows))
+        self.tallies.instances(len(rows))
         unseen = self.contract.unseen_categories(rows)
         if unseen:
             self.metrics.observe_unseen(unseen)
@@ -312,4 +322,4 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Req
         debug=False,
     )
     app.state.service = service
-    return RequestObserver(app, service.metrics, service.manifest.version, config.access_log)
+    return RequestObserver(app, service.tallies, service.manifest.version, service.access)

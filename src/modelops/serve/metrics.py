@@ -1,16 +1,14 @@
-"""The service's Prometheus metrics, one CollectorRegistry per app: what they are, and the observers
-that feed them from answered batches off the request path.
+"""The service's Prometheus metrics, one CollectorRegistry per app (or, with several workers,
+prometheus_client's multiprocess mode summing every worker's values): what they are, and how they
+are exposed. Per-request counts reach them in bulk through `serve/tallies.py`.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,17 +20,14 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 
 from modelops.errors import DataIssue
-from modelops.serve.predlog import Answered
 
 # Litestar appends "; charset=utf-8" to text/* media types itself.
 MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
-_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
-_PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _INSTANCE_FIELD = re.compile(r"^\$\.instances\[\d+\](?:\.(?P<key>.+))?$")
 
 
@@ -45,8 +40,6 @@ class ServeMetrics:
         version: str,
         sha256: str,
         features: Sequence[str],
-        classes: Sequence[Any],
-        scored: Sequence[Any],
     ) -> None:
         # The *_created series double the exposition without telling an operator anything; the
         # switch is process-wide, which suits a process that serves one model.
@@ -65,16 +58,24 @@ class ServeMetrics:
             "modelops_http_request_duration_seconds",
             "Time from request start to the last byte of the response",
             ["endpoint"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.in_flight = Gauge(
             "modelops_http_requests_in_flight", "Requests being handled now", registry=r
         )
-        # Predictions by label and the predicted-probability histogram: updated a whole batch at a
-        # time, since per-row observe() calls cost more than scoring the row.
-        self.answers = AnswerStats(classes, scored)
-        r.register(self.answers)
+        # Predictions by label and the predicted-probability histogram: added a whole batch at a
+        # time (serve/tallies.py), since per-row observe() calls cost more than scoring the row.
+        self.predictions = Counter(
+            "modelops_predictions", "Rows answered, by predicted label", ["label"], registry=r
+        )
+        self.probability = Histogram(
+            "modelops_predicted_probability",
+            "Predicted probability of each scored class",
+            ["class"],
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
         self.validation_failures = Counter(
             "modelops_validation_failures",
             "Contract violations in predict requests, by field",
@@ -90,25 +91,25 @@ class ServeMetrics:
         self.request_instances = Histogram(
             "modelops_request_instances",
             "Instances per accepted predict request",
-            buckets=_SIZE_BUCKETS,
+            buckets=SIZE_BUCKETS,
             registry=r,
         )
         self.batch_rows = Histogram(
             "modelops_model_batch_rows",
             "Rows per model call after micro-batching concurrent requests",
-            buckets=_SIZE_BUCKETS,
+            buckets=SIZE_BUCKETS,
             registry=r,
         )
         self.model_seconds = Histogram(
             "modelops_model_call_duration_seconds",
             "Time per model call (one micro-batch), queueing for the model thread included",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_wait = Histogram(
             "modelops_batch_wait_seconds",
             "Time a micro-batch waited for concurrent requests before its model call",
-            buckets=(0.00001, 0.0001, *_LATENCY_BUCKETS),
+            buckets=(0.00001, 0.0001, *LATENCY_BUCKETS),
             registry=r,
         )
         self.model_info = Gauge(
@@ -150,26 +151,13 @@ class ServeMetrics:
         self.log_write_seconds = Histogram(
             "modelops_prediction_log_write_seconds",
             "Time per group write of answered rows to the prediction log (before the answers)",
-            buckets=(0.00001, 0.0001, *_LATENCY_BUCKETS),
+            buckets=(0.00001, 0.0001, *LATENCY_BUCKETS),
             registry=r,
         )
         self._features = frozenset(features)
-        self._requests: dict[tuple[str, str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        key = (endpoint, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.requests.labels(endpoint, method, str(status))
-        child.inc()
-        latency = self._latency.get(endpoint)
-        if latency is None:
-            latency = self._latency[endpoint] = self.latency.labels(endpoint)
-        latency.observe(seconds)
 
     def observe_batch(self, rows: int, waited: float, scored: float) -> None:
         self.batch_rows.observe(rows)
@@ -203,69 +191,14 @@ class ServeMetrics:
         self.inference_path.labels(path, reason).set(1)
 
 
-class AnswerStats:
-    """A collector for `modelops_predictions_total{label}` and the
-    `modelops_predicted_probability{class}` histogram, fed one answered batch at a time."""
-
-    def __init__(self, classes: Sequence[Any], scored: Sequence[Any]) -> None:
-        self._classes = [str(c) for c in classes]
-        self._index = {c: i for i, c in enumerate(classes)}
-        self._scored = [(self._index[c], str(c)) for c in scored]
-        self._bounds = np.array(_PROBABILITY_BUCKETS, dtype=np.float64)
-        self._lock = threading.Lock()
-        self._labels = np.zeros(len(classes), dtype=np.int64)
-        self._buckets = np.zeros((len(scored), len(self._bounds) + 1), dtype=np.int64)
-        self._sums = np.zeros(len(scored), dtype=np.float64)
-
-    def observe(self, labels: Sequence[Any], proba: npt.NDArray[np.float64]) -> None:
-        index = np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
-        label_counts = np.bincount(index, minlength=len(self._classes))
-        columns = [proba[:, i] for i, _ in self._scored]
-        # Bucket i holds p <= bound i (Prometheus "le"); the last one is +Inf.
-        bucket_counts = [
-            np.bincount(
-                np.searchsorted(self._bounds, p, side="left"), minlength=len(self._bounds) + 1
-            )
-            for p in columns
-        ]
-        with self._lock:
-            self._labels += label_counts
-            for k, (counts, p) in enumerate(zip(bucket_counts, columns, strict=True)):
-                self._buckets[k] += counts
-                self._sums[k] += float(p.sum())
-
-    def describe(self) -> Iterator[Metric]:
-        return self.collect()
-
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            labels, buckets, sums = self._labels.copy(), self._buckets.copy(), self._sums.copy()
-        predictions = CounterMetricFamily(
-            "modelops_predictions", "Rows answered, by predicted label", labels=["label"]
-        )
-        for name, count in zip(self._classes, labels.tolist(), strict=True):
-            predictions.add_metric([name], count)
-        yield predictions
-        probability = HistogramMetricFamily(
-            "modelops_predicted_probability",
-            "Predicted probability of each scored class",
-            labels=["class"],
-        )
-        names = [floatToGoString(b) for b in self._bounds.tolist()]  # type: ignore[no-untyped-call]
-        names.append("+Inf")
-        for k, (_, name) in enumerate(self._scored):
-            cumulative = np.cumsum(buckets[k]).tolist()
-            probability.add_metric(
-                [name], list(zip(names, cumulative, strict=True)), sum_value=float(sums[k])
-            )
-        yield probability
-
-
-class AnswerMetrics:
-    """Counts labels and probabilities, a whole answered batch at a time."""
-
-    def __init__(self, metrics: ServeMetrics) -> None:
-        self._metrics = metrics
-
-    def observe(self, answered: Answered) -> None:
-        self._metrics.answers.observe(answered.labels, answered.proba)
+def add_observations(child: Any, counts: Sequence[int], total: float) -> None:
+    """Add observations already binned (`counts[i]` in bucket i, not cumulative; the last is +Inf)
+    and their sum to a Histogram child. prometheus_client observes one value at a time; its
+    per-bucket values and sum are the child's `_buckets` and `_sum` (read here only;
+    tests/serve/test_tallies.py checks this equals observing each value)."""
+    if not any(counts):
+        return
+    child._sum.inc(total)
+    for bucket, n in zip(child._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)

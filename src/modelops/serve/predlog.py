@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,7 +62,18 @@ class LogUnavailable(Exception):
 
 
 def iso_utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """`2026-11-27T05:08:14.804315Z`, rounded as datetime.fromtimestamp rounds; the date part is
+    formatted once a second."""
+    fraction, whole = math.modf(timestamp)
+    us, second = round(fraction * 1e6), int(whole)
+    if us >= 1_000_000:
+        second, us = second + 1, us - 1_000_000
+    if second != _second[0]:
+        _second[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{us:06d}Z"
+
+
+_second: list[Any] = [-1, ""]
 
 
 class Hooks(NamedTuple):

@@ -189,25 +189,56 @@ class Inbound(ASGIMiddleware):
         self.timeout = service.config.body_timeout_seconds
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        body = _Body(receive, self.timeout)
+        try:
+            batcher = self.service.batcher
+            if batcher is None:
+                await next_app(scope, body, send)
+                return
+            with batcher.arrival() as arrival:
+                scope["state"]["arrival"] = arrival
+                await next_app(scope, body, send)
+        finally:
+            body.timer.cancel()
 
-        async def body_or_refuse() -> Any:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
+
+class _Body:
+    """`receive` for one request's body: the whole body within `seconds`, and a client that leaves
+    mid-body refused. One timer per request (an asyncio.timeout around every receive cost several
+    times more); when it fires while the body is awaited it interrupts that wait."""
+
+    __slots__ = ("_receive", "_task", "_waiting", "expired", "timer")
+
+    def __init__(self, receive: Receive, seconds: float) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self._waiting = False
+        self.expired = False
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self._waiting and self._task is not None:
+            self._task.cancel()
+
+    async def __call__(self) -> Any:
+        if self.expired:
+            raise RequestTimeout(detail="the body did not arrive in time")
+        self._waiting = True
+        try:
+            message = await self._receive()
+        except asyncio.CancelledError:
+            if self.expired and self._task is not None:
+                self._task.uncancel()
                 raise RequestTimeout(detail="the body did not arrive in time") from None
-            if message["type"] == "http.disconnect":
-                raise ClientException(detail="the client disconnected before the body was complete")
-            return message
-
-        batcher = self.service.batcher
-        if batcher is None:
-            await next_app(scope, body_or_refuse, send)
-            return
-        with batcher.arrival() as arrival:
-            scope["state"]["arrival"] = arrival
-            await next_app(scope, body_or_refuse, send)
+            raise
+        finally:
+            self._waiting = False
+        if message["type"] == "http.disconnect":
+            raise ClientException(detail="the client disconnected before the body was complete")
+        if not message.get("more_body", False):
+            self.timer.cancel()
+        return message
 
 
 def _admit(service: Service) -> Any:
@@ -250,6 +281,8 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def require_json(content_type: str | None) -> None:
+    if content_type == JSON:
+        return
     media, _, params = (content_type or "").partition(";")
     charset = next(
         (
@@ -326,7 +359,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         media_type=MEDIA_TYPE,
     )
     async def metrics() -> bytes:
-        return service.metrics.exposition()
+        return service.exposition()
 
     routes = [predict, model, drift, live, ready, metrics]
     if service.live_drift is None:

@@ -1,0 +1,116 @@
+"""What each request adds to the metrics in; the same counts added to the Prometheus metrics in bulk
+out, twice a second and before every scrape.
+
+Per request, a handful of `Counter.inc`/`Histogram.observe` calls (each taking a lock, each a few
+Python calls deep) cost more than scoring a row with the fast path. Here a request only adds to
+plain ints and lists on the event loop's thread (the only thread that touches them), and `apply`
+moves the sums into prometheus_client's metrics, whose values are then what the exposition shows,
+for one process or, in multiprocess mode, summed over every worker.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modelops.serve.metrics import (
+    LATENCY_BUCKETS,
+    PROBABILITY_BUCKETS,
+    SIZE_BUCKETS,
+    ServeMetrics,
+    add_observations,
+)
+from modelops.serve.predlog import Answered
+from modelops.types import FloatArray
+
+
+class _Histogram:
+    """Observations binned as a Prometheus histogram bins them (bucket i: value <= bound i)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def take(self) -> tuple[list[int], float]:
+        counts, total = self.counts, self.total
+        self.counts, self.total = [0] * (len(self.bounds) + 1), 0.0
+        return counts, total
+
+
+class Tallies:
+    """Request counts, latencies, sizes and answers since the last `apply`."""
+
+    def __init__(
+        self, metrics: ServeMetrics, classes: Sequence[Any], scored: Sequence[Any]
+    ) -> None:
+        self.metrics = metrics
+        self.in_flight = 0
+        self._requests: Counter[tuple[str, str, int]] = Counter()
+        self._latency: dict[str, _Histogram] = {}
+        self._instances = _Histogram(SIZE_BUCKETS)
+        self._classes = list(classes)
+        self._index = {c: i for i, c in enumerate(classes)}
+        self._scored = [(self._index[c], str(c)) for c in scored]
+        self._bounds = np.array(PROBABILITY_BUCKETS, dtype=np.float64)
+        self._answers: list[tuple[Sequence[Any], FloatArray]] = []
+
+    # ----------------------------------------------------------------------- per request
+
+    def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self._requests[(endpoint, method, status)] += 1
+        latency = self._latency.get(endpoint)
+        if latency is None:
+            latency = self._latency[endpoint] = _Histogram(LATENCY_BUCKETS)
+        latency.observe(seconds)
+
+    def instances(self, n: int) -> None:
+        self._instances.observe(n)
+
+    def observe(self, answered: Answered) -> None:
+        """An answered batch, for the label counts and the predicted-probability histogram."""
+        self._answers.append((answered.labels, answered.proba))
+
+    # ----------------------------------------------------------------------- in bulk
+
+    def apply(self) -> None:
+        """Add everything tallied since the last call to the Prometheus metrics."""
+        m = self.metrics
+        m.in_flight.set(self.in_flight)
+        requests, self._requests = self._requests, Counter()
+        for (endpoint, method, status), n in requests.items():
+            m.requests.labels(endpoint, method, str(status)).inc(n)
+        for endpoint, latency in self._latency.items():
+            add_observations(m.latency.labels(endpoint), *latency.take())
+        add_observations(m.request_instances, *self._instances.take())
+        self._apply_answers()
+
+    def _apply_answers(self) -> None:
+        answers, self._answers = self._answers, []
+        if not answers:
+            return
+        labels = [label for batch_labels, _ in answers for label in batch_labels]
+        proba = np.concatenate([p for _, p in answers])
+        index = np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
+        for cls, n in zip(
+            self._classes, np.bincount(index, minlength=len(self._classes)).tolist(), strict=True
+        ):
+            if n:
+                self.metrics.predictions.labels(str(cls)).inc(n)
+        for i, name in self._scored:
+            p = proba[:, i]
+            # Bucket i holds p <= bound i (Prometheus "le"); the last one is +Inf.
+            counts = np.bincount(
+                np.searchsorted(self._bounds, p, side="left"), minlength=len(self._bounds) + 1
+            )
+            add_observations(self.metrics.probability.labels(name), counts.tolist(), float(p.sum()))
