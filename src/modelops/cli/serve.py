@@ -101,4 +101,6 @@ def _run_server(bundle_dir: Path, config: ServeConfig) -> int:
     from modelops.serve.app import create_app
 
     logs.configure(config.log_level)
+    if config.workers > 1:
+        return runner.serve_workers(bundle_dir, config)
     return runner.serve(create_app(bundle_dir, config), config)

@@ -29,7 +29,7 @@ from modelops.drift.profile import Profile
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.evaluation import Decision
 from modelops.registry import bundle
-from modelops.serve import logs, openapi, routes
+from modelops.serve import logs, openapi, routes, workers
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import Contract, Decoded, Health, Inference, ModelDescription, ModelRef
 from modelops.serve.livedrift import LiveDrift
@@ -38,6 +38,7 @@ from modelops.serve.observe import RequestObserver
 from modelops.serve.predictor import Arrival, Batcher, LoadedModel, load_model, model_thread
 from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
 from modelops.serve.tallies import Tallies
+from modelops.serve.workers import SharedCounts
 from modelops.types import FloatArray
 
 log = logging.getLogger(logs.SERVER)
@@ -85,8 +86,9 @@ class Service:
                 card.classes,
                 config.drift_window,
                 config.drift_min_rows,
+                shared=SharedCounts(shared) if (shared := workers.multiprocess()) else None,
             )
-            self.metrics.registry.register(self.live_drift)
+            self.metrics.register(self.live_drift)
         self.status: str = "loading"
         self.reason: str | None = None
         self.model: LoadedModel | None = None
@@ -187,6 +189,8 @@ class Service:
         gc.collect()
         gc.freeze()
         self.status = "ready"
+        if (shared := workers.multiprocess()) is not None:
+            workers.mark_ready(shared)
         level = logging.INFO if model.path == "fastpath" else logging.WARNING
         logs.event(
             log,
@@ -222,6 +226,7 @@ class Service:
         )
 
     def ready(self) -> bool:
+        """Whether this process can answer predictions: its model verified, its log writable."""
         return self.status == "ready" and self.log is not None and self.log.unavailable is None
 
     def not_ready(self) -> str:
@@ -232,8 +237,12 @@ class Service:
         return "model is loading; poll /health/ready"
 
     def health(self) -> Health:
+        """Readiness of the server: this process, and with several workers all of them."""
+        shared = workers.multiprocess()
         if self.ready():
-            return Health("ready")
+            if shared is None or workers.all_ready(shared, self.config.workers):
+                return Health("ready")
+            return Health("loading", f"waiting for all {self.config.workers} workers to load")
         if self.status == "ready":
             return Health("unavailable", self.not_ready())
         return Health("failed" if self.status == "failed" else "loading", self.reason)

@@ -21,6 +21,8 @@ MiB = 1 << 20
 
 class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
+    # Worker processes on one socket (one core each, at most): see serve/workers.py.
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     # The contract: how many instances one request may carry, and how many bytes its body may have.
     max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
@@ -59,6 +61,7 @@ FIELDS: tuple[str, ...] = ServeConfig.__struct_fields__
 
 HELP: dict[str, str] = {
     "host": "interface to listen on",
+    "workers": "worker processes sharing the port (one per core; metrics and drift are summed)",
     "port": "TCP port to listen on",
     "max_instances": "most instances one predict request may carry",
     "max_body_bytes": "largest request body accepted (413 above it)",

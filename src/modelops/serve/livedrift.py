@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -32,6 +32,9 @@ from modelops.errors import SchemaError
 from modelops.params import window_can_report
 from modelops.serve.predlog import Answered
 from modelops.types import FloatArray, IntArray, Row
+
+if TYPE_CHECKING:
+    from modelops.serve.workers import SharedCounts
 
 FLUSH_SECONDS = 1.0
 DEFAULT_WINDOW = 5000  # for a profile written before it recorded params.yaml's drift.window
@@ -147,8 +150,16 @@ class LiveWindow:
 
     def snapshot(self) -> DriftReport:
         """The drift report of the rows now in the window."""
+        return self.report(*self.counts())
+
+    def counts(self) -> tuple[IntArray, int]:
+        """The window's bin counts (one flat vector over every part) and its rows; counts of
+        windows over the same profile add."""
         with self._lock:
-            counts, rows = self._counts.copy(), self._filled
+            return self._counts.copy(), self._filled
+
+    def report(self, counts: IntArray, rows: int) -> DriftReport:
+        """The drift report of flat bin counts as `counts` gives them."""
         split = [
             counts[o : o + s] for o, s in zip(self._offsets.tolist(), self._sizes, strict=True)
         ]
@@ -186,8 +197,10 @@ class LiveDrift:
         classes: Sequence[Any],
         window: int,
         thresholds: Thresholds,
+        shared: SharedCounts | None = None,
     ) -> None:
         self.window = LiveWindow(profile, window=window, thresholds=thresholds)
+        self.shared = shared  # with several workers: every worker's window, added
         self._features = list(features)
         self._scored = [(i, str(c)) for i, c in enumerate(classes) if str(c) in profile.predictions]
         # Only the rows and probabilities are kept until the flush: holding whole answered batches
@@ -210,6 +223,7 @@ class LiveDrift:
         classes: Sequence[Any],
         window: int | None,
         min_rows: int | None,
+        shared: SharedCounts | None = None,
     ) -> LiveDrift:
         """The window and drift rule the profile recorded from params.yaml, unless overridden."""
         live = profile.live
@@ -222,7 +236,7 @@ class LiveDrift:
                 f"live drift needs {thresholds.min_rows} rows before it reports, more than the "
                 f"window of {size}; set --drift-window or --drift-min-rows"
             )
-        return cls(profile, features, classes, size, thresholds)
+        return cls(profile, features, classes, size, thresholds, shared)
 
     # --- the request path: queue only
 
@@ -267,22 +281,33 @@ class LiveDrift:
         columns = dict(zip(self._features, zip(*rows, strict=True), strict=True))
         proba = np.concatenate(probas)
         self.window.observe_columns(columns, {c: proba[:, i] for i, c in self._scored}, len(rows))
+        if self.shared is not None:
+            self.shared.publish(*self.window.counts())
         with self._lock:
             self._busy += time.thread_time() - started
 
     # --- snapshot (scrape and GET /v1/drift)
 
     def snapshot(self) -> DriftReport:
+        return self.merged()[0]
+
+    def merged(self) -> tuple[DriftReport, int]:
+        """The report over this worker's window, plus every other worker's when there are several,
+        and how many rows those windows hold when full."""
         self.flush()
-        return self.window.snapshot()
+        counts, rows = self.window.counts()
+        workers = 1
+        if self.shared is not None:
+            counts, rows, workers = self.shared.total(counts, rows)
+        return self.window.report(counts, rows), workers * self.window.window
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families(None))
 
     def collect(self) -> Iterator[Metric]:
-        return iter(self._families(self.snapshot()))
+        return iter(self._families(*self.merged()))
 
-    def _families(self, report: DriftReport | None) -> list[Metric]:
+    def _families(self, report: DriftReport | None, capacity_rows: int = 0) -> list[Metric]:
         rows = GaugeMetricFamily(
             "modelops_drift_window_rows", "Answered rows in the live drift window"
         )
@@ -320,7 +345,7 @@ class LiveDrift:
             f"Drift status per scored class: {SEVERITY_LEGEND}",
             labels=["class"],
         )
-        capacity.add_metric([], self.window.window)
+        capacity.add_metric([], capacity_rows or self.window.window)
         if report is not None:
             rows.add_metric([], report.rows)
             for name, d in report.features.items():

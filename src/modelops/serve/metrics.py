@@ -5,6 +5,7 @@ are exposed. Per-request counts reach them in bulk through `serve/tallies.py`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from modelops.errors import DataIssue
 
@@ -46,8 +49,13 @@ class ServeMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
+        # With several workers, metrics are summed over every worker's files (prometheus_client's
+        # multiprocess mode), which has no process_* series: each worker has its own process.
+        self.shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.collectors: list[Collector] = []
+        if not self.shared:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self.requests = Counter(
             "modelops_http_requests",
             "HTTP requests answered, by endpoint, method and status",
@@ -62,7 +70,10 @@ class ServeMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "modelops_http_requests_in_flight", "Requests being handled now", registry=r
+            "modelops_http_requests_in_flight",
+            "Requests being handled now",
+            multiprocess_mode="livesum",
+            registry=r,
         )
         # Predictions by label and the predicted-probability histogram: added a whole batch at a
         # time (serve/tallies.py), since per-row observe() calls cost more than scoring the row.
@@ -116,18 +127,21 @@ class ServeMetrics:
             "modelops_model_info",
             "The model this process serves (always 1)",
             ["name", "version", "sha256"],
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.model_info.labels(name, version, sha256).set(1)
         self.ready = Gauge(
             "modelops_model_ready",
             "1 once the model is loaded and reproduces the card's reference predictions",
+            multiprocess_mode="livemin",
             registry=r,
         )
         self.inference_path = Gauge(
             "modelops_inference_path",
             "How rows are scored (1 for the path in use): fastpath, or pipeline with the reason",
             ["path", "reason"],
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.log_rows = Counter(
@@ -146,6 +160,7 @@ class ServeMetrics:
         self.log_writable = Gauge(
             "modelops_prediction_log_writable",
             "1 while the prediction log takes rows; 0 while it cannot, and predictions get 503",
+            multiprocess_mode="livemin",
             registry=r,
         )
         self.log_write_seconds = Histogram(
@@ -156,8 +171,21 @@ class ServeMetrics:
         )
         self._features = frozenset(features)
 
+    def register(self, collector: Collector) -> None:
+        """A collector of values kept in this process (live drift); with several workers it is
+        asked at every scrape, next to the summed files."""
+        self.collectors.append(collector)
+        if not self.shared:
+            self.registry.register(collector)
+
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared:
+            return generate_latest(self.registry)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=self.shared)  # type: ignore[no-untyped-call]
+        for collector in self.collectors:
+            scrape.register(collector)
+        return generate_latest(scrape)
 
     def observe_batch(self, rows: int, waited: float, scored: float) -> None:
         self.batch_rows.observe(rows)

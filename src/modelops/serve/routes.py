@@ -335,8 +335,8 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     )
     async def drift() -> DriftSnapshot:
         assert service.live_drift is not None  # the route exists only when live drift is on
-        live = service.live_drift
-        return DriftSnapshot(live.window.window, live.snapshot())
+        report, capacity = service.live_drift.merged()
+        return DriftSnapshot(capacity, report)
 
     @get("/health/live", summary="Liveness", response_description="the process answers")
     async def live() -> Health:
