@@ -1,21 +1,44 @@
-"""Our server against the in-process Pipeline and a plain FastAPI+pydantic server, in one run.
+"""Our server against the framework's ceiling and the usual alternatives, on pinned cores, in one run.
 
-    python bench/serve.py [--bundle DIR] [--duration 8] [--rounds 3]
+    python bench/serve.py [--bundle DIR] [--duration 30] [--reps 3] [--previous-design REV]
+
+Every server runs pinned to core 0 (`taskset`), the load generator (`wrk`, one thread) to core 1,
+so the two never compete for a core. Each point is a sustained run of `--duration` seconds (30 by
+default) after a warm-up; the points are interleaved over `--reps` repetitions, so a noisy
+neighbour hurts every side of a ratio alike, and each is reported as the median with its min..max.
+Throughput counts 2xx answers only; any other status or socket error is an error, and an error
+fails the targets. What each ratio compares:
+
+- c=16 / ceiling: our 1-row predict requests at 16 connections against a Litestar no-op POST
+  endpoint taking the same request bodies and returning bodies the size of our answers, on the
+  same core: the most a Litestar app can serve here. Target >= 0.4, p99 < 25 ms.
+- c=1 / fast path: our 1-row requests one at a time against calling the same derived fast path
+  in-process (no HTTP, no validation, no log). Target >= 0.5.
+- 1000 rows / Pipeline: rows per second in 1000-row requests against `pipeline.predict_proba` on
+  1000-row frames in-process (the better of the default and one OpenMP thread). Target >= 1.0.
+- against FastAPI + pydantic: the same model behind the usual stack, written fairly (`async def`,
+  the model call in one worker thread), at its best OpenMP setting.
+- the durable prediction log: the same requests against the previous design (`--previous-design`,
+  the revision whose log was written by a background thread after the answer), started from a git
+  worktree of this repository; and the share of the server's CPU time its group writes took.
+- --workers 2 / 1 worker: the whole machine against one core; the load generator then shares
+  the cores with the server, which the report states in CPU seconds.
+- live drift: the share of the server's CPU time its window took.
+- time to ready (process start to /health/ready 200) and the import time of `modelops serve`.
 
 Without --bundle it bundles the workspace's trained model (run `dvc repro` first); the rows sent
-are data/prepared/test.parquet. Each server runs as one uvicorn worker in its own process and the
-load comes from `wrk` (Debian package `wrk`), a separate process; wrk is first pointed at a trivial
-endpoint to show the rate it can drive on this machine. Every number is the median of `--rounds`
-interleaved runs, so a noisy neighbour hurts both sides of a ratio alike. Predictions of both
-servers are checked against pipeline.predict_proba before anything is timed.
+are data/prepared/test.parquet. Before anything is timed, every server's answers are checked
+against `pipeline.predict_proba` (1e-9).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the baseline's request model, built at
 # run time, as a real annotation.
 import argparse
+import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -25,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,22 +67,23 @@ from modelops.registry import bundle
 from modelops.schema import FeatureSchema, frame_from_records
 from modelops.serve import fastpath
 
-TARGETS = {"c16_vs_fastapi": 10.0, "c1_vs_inprocess": 3.0, "batch_vs_inprocess": 0.9}
-LIVE_DRIFT_MAX_COST = 0.05  # share of the server's CPU time the live drift window may take
-P99_TARGET_MS = 50.0
+REPO = Path(__file__).resolve().parents[1]
+SERVER_CORE, LOAD_CORE = "0", "1"
+TARGETS = {"c16_vs_ceiling": 0.4, "c1_vs_fastpath": 0.5, "rows_vs_pipeline": 1.0}
+P99_TARGET_MS = 25.0
+LOG_MIN_RATIO = 0.8  # the durable log against the previous design, at c=16
+LIVE_DRIFT_MAX_SHARE = 0.05
+PREVIOUS_DESIGN = "4217a5c"  # the prediction log written by a thread after the answer
 
 
-# --------------------------------------------------------------------------- the baseline server
+# --------------------------------------------------------------------------- the baselines' apps
 
 
-def baseline_app(bundle_dir: Path) -> Any:
-    """FastAPI + pydantic, one predict_proba per request; frames get the training dtypes so its
-    answers are right and the comparison is about speed only.
-
-    The handler is `async def`: requests are scored one at a time on the event loop. A plain `def`
-    handler runs in FastAPI's thread pool, where 16 concurrent predict_proba calls contend for the
-    GIL; on this machine that served about half as many requests at c=16.
-    """
+def fastapi_app(bundle_dir: Path) -> Any:
+    """FastAPI + pydantic, one predict_proba per request, as its documentation recommends for
+    blocking work: an `async def` handler handing the model call to one worker thread (one, so
+    concurrent calls do not fight over the GIL and OpenMP's threads). Frames get the training
+    dtypes, so its answers are right and the comparison is about speed only."""
     from typing import Optional
 
     from fastapi import FastAPI
@@ -74,21 +99,46 @@ def baseline_app(bundle_dir: Path) -> Any:
     instance = create_model("Instance", __config__=ConfigDict(extra="forbid"), **fields)
     request = create_model("PredictRequest", instances=(list[instance], ...))  # type: ignore[valid-type]
     classes = [str(c) for c in card.classes]
+    model_thread = ThreadPoolExecutor(max_workers=1)
     app = FastAPI()
 
+    def score(rows: list[dict[str, Any]]) -> list[list[float]]:
+        return pipeline.predict_proba(frame_from_records(schema, rows)).tolist()  # type: ignore[no-any-return]
+
     @app.post("/v1/predict")
-    def predict(body: request) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def predict(body: request) -> dict[str, Any]:  # type: ignore[valid-type]
         rows = [i.model_dump() for i in body.instances]  # type: ignore[attr-defined]
-        proba = pipeline.predict_proba(frame_from_records(schema, rows))
-        predictions = [
-            {"probabilities": dict(zip(classes, p, strict=True))} for p in proba.tolist()
-        ]
-        return {"predictions": predictions}
+        proba = await asyncio.get_running_loop().run_in_executor(model_thread, score, rows)
+        return {
+            "predictions": [{"probabilities": dict(zip(classes, p, strict=True))} for p in proba]
+        }
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
 
     return app
 
 
-# --------------------------------------------------------------------------- helpers
+def ceiling_app(answer_bytes: int) -> Any:
+    """Litestar doing nothing: read the body, answer with as many bytes as our server would."""
+    from litestar import Litestar, Request, get, post
+
+    answer = b"x" * answer_bytes
+
+    @post("/v1/predict", status_code=200)
+    async def predict(request: Request[Any, Any, Any]) -> bytes:
+        await request.body()
+        return answer
+
+    @get("/health/ready")
+    async def ready() -> bytes:
+        return b"ok"
+
+    return Litestar([predict, ready], openapi_config=None, logging_config=None, debug=False)
+
+
+# --------------------------------------------------------------------------- servers and load
 
 
 def free_port() -> int:
@@ -97,55 +147,64 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-SERVER_PIDS: dict[str, int] = {}  # url -> process id of the server behind it
+@dataclass
+class Server:
+    name: str
+    url: str
+    pid: int
+    ready_seconds: float
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far (all its threads and children)."""
+        total = 0.0
+        for pid in [self.pid, *_children(self.pid)]:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
 @contextmanager
 def server(
-    command: list[str], port: int, ready_path: str, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    url = f"http://127.0.0.1:{port}"
+    name: str, command: list[str], cores: str = SERVER_CORE, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    port = free_port()
+    started = time.perf_counter()
     process = subprocess.Popen(
-        command,
+        ["taskset", "-c", cores, *command, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited: {' '.join(command)}")
-            try:
-                out = subprocess.run(
-                    ["curl", "-sf", "-o", "/dev/null", url + ready_path],
-                    check=False,
-                    timeout=5,
-                )
-                if out.returncode == 0:
-                    break
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not ready: {' '.join(command)}")
-            time.sleep(0.2)
-        SERVER_PIDS[url] = process.pid
-        yield url
+        with httpx.Client(base_url=url, timeout=5) as http:
+            deadline = time.monotonic() + 300
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{name}: server exited: {' '.join(command)}")
+                try:
+                    if http.get("/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: server not ready")
+                time.sleep(0.05)
+        yield Server(name, url, process.pid, time.perf_counter() - started)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             process.kill()
 
 
-def lua_script(directory: Path, name: str, path: str, bodies: list[str]) -> Path:
+def lua_script(directory: Path, name: str, bodies: list[str]) -> Path:
     """A wrk script cycling through request bodies (one JSON document each)."""
     quoted = ",\n".join(f"[==[{b}]==]" for b in bodies)
     script = directory / f"{name}.lua"
@@ -155,7 +214,7 @@ def lua_script(directory: Path, name: str, path: str, bodies: list[str]) -> Path
         'local headers = {["Content-Type"] = "application/json"}\n'
         "request = function()\n"
         "  i = i % #bodies + 1\n"
-        f'  return wrk.format("POST", "{path}", headers, bodies[i])\n'
+        '  return wrk.format("POST", "/v1/predict", headers, bodies[i])\n'
         "end\n"
     )
     return script
@@ -163,10 +222,11 @@ def lua_script(directory: Path, name: str, path: str, bodies: list[str]) -> Path
 
 @dataclass(frozen=True)
 class Load:
-    rps: float
+    ok_per_s: float  # 2xx answers per second
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx answers and socket errors
+    load_cpu: float  # CPU seconds the load generator used
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -178,58 +238,50 @@ def _ms(text: str) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
-def wrk(url: str, connections: int, seconds: float, script: Path | None = None) -> Load:
-    duration = max(1, round(seconds))
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
-    if script is not None:
-        command += ["-s", str(script)]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out)[1])  # type: ignore[index]
+def wrk(url: str, connections: int, seconds: float, script: Path) -> Load:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url + "/v1/predict",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
+    assert total, out
+    requests, elapsed = int(total[1]), _ms(total[2] + total[3]) / 1000
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(m[1])
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
-    return Load(rps, p50, p99, errors)
+    non_2xx = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return Load(
+        ok_per_s=(requests - non_2xx) / elapsed,
+        p50_ms=_ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
+        p99_ms=_ms(re.search(r"\s99%\s+(\S+)", out)[1]),  # type: ignore[index]
+        errors=errors,
+        load_cpu=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    )
 
 
 def scrape(url: str, *names: str) -> list[float]:
-    """Values of unlabelled series in the server's /metrics."""
+    """Values of unlabelled series in a server's /metrics."""
     text = httpx.get(url + "/metrics", timeout=10).text
-    out = []
-    for name in names:
-        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-        out.append(float(m[1]) if m else 0.0)
-    return out
-
-
-DRIFT_SECONDS = "modelops_drift_update_seconds_total"
-BATCH_SERIES = (
-    "modelops_batch_wait_seconds_sum",
-    "modelops_batch_wait_seconds_count",
-    "modelops_model_batch_rows_sum",
-    "modelops_model_call_duration_seconds_sum",
-)
-
-
-def calls_per_second(fn: Callable[[int], object], seconds: float) -> float:
-    fn(0)
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn(n)
-        n += 1
-    return n / elapsed
-
-
-def median_load(runs: list[Load]) -> Load:
-    return Load(
-        statistics.median(r.rps for r in runs),
-        statistics.median(r.p50_ms for r in runs),
-        statistics.median(r.p99_ms for r in runs),
-        sum(r.errors for r in runs),
-    )
+    return [
+        float(m[1]) if (m := re.search(rf"^{re.escape(n)} (\S+)$", text, re.M)) else 0.0
+        for n in names
+    ]
 
 
 def max_diff(url: str, recs: list[dict[str, Any]], want: np.ndarray, per_request: int) -> float:
@@ -242,6 +294,15 @@ def max_diff(url: str, recs: list[dict[str, Any]], want: np.ndarray, per_request
     return float(np.abs(np.array(got) - want[: len(got)]).max())
 
 
+def calls_per_second(fn: Callable[[int], object], seconds: float) -> float:
+    fn(0)
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn(n)
+        n += 1
+    return n / elapsed
+
+
 def workspace_bundle(directory: Path) -> Path:
     directory.mkdir()
     for src in (paths.MODEL, paths.CARD, paths.PROFILE, paths.METRICS):
@@ -252,6 +313,35 @@ def workspace_bundle(directory: Path) -> Path:
     return directory
 
 
+@contextmanager
+def worktree(rev: str, directory: Path) -> Iterator[Path]:
+    """This repository at `rev`, to run its server as it was."""
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(directory), rev],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield directory
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(directory)],
+            cwd=REPO,
+            check=False,
+            capture_output=True,
+        )
+
+
+def seconds_of(command: list[str], runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -259,23 +349,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--test", type=Path, default=paths.TEST)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ab-runs", type=int, default=8, help="alternating runs for live drift")
-    parser.add_argument(
-        "--baseline-app", nargs=2, metavar=("BUNDLE", "PORT"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds per server first")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--previous-design", default=PREVIOUS_DESIGN, metavar="REV")
+    parser.add_argument("--app", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.baseline_app:
+    if args.app:  # a baseline server, started by this script
         import uvicorn
 
-        bundle_dir, port = args.baseline_app
-        app = baseline_app(Path(bundle_dir))
-        uvicorn.run(app, host="127.0.0.1", port=int(port), workers=1)
+        kind, arg = args.app
+        app = fastapi_app(Path(arg)) if kind == "fastapi" else ceiling_app(int(arg))
+        uvicorn.run(
+            app, host="127.0.0.1", port=int(args.port), log_level="warning", access_log=False
+        )
         return
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install wrk")
-
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        raise SystemExit("wrk and taskset are needed: apt-get install wrk util-linux")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("two cores are needed: one for the servers, one for the load")
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
         run(args, work)
@@ -285,230 +378,237 @@ def main() -> None:
 
 def run(args: argparse.Namespace, work: Path) -> None:
     bundle_dir = args.bundle or workspace_bundle(work / "bundle")
+    digest = bundle.manifest_sha256(bundle_dir)
     card = load_card(bundle_dir / bundle.CARD)
     schema: FeatureSchema = card.feature_schema
     pipeline = joblib.load(bundle_dir / bundle.MODEL)
     test = pd.read_parquet(args.test)
     recs = records(schema, test)
     want = pipeline.predict_proba(schema.to_model_frame(test))
-    seconds = args.duration
-
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print(f"model: {card.estimator}, {len(schema.features)} features; {len(test)} test rows")
+    print(
+        f"servers on core {SERVER_CORE}, wrk on core {LOAD_CORE}; {args.reps} interleaved "
+        f"repetitions of {args.duration:g} s per point after {args.warmup:g} s of warm-up"
+    )
 
-    # In-process references. OpenMP's spinning threads make sklearn's tree prediction erratic on a
-    # busy machine, so each is the better of the default thread count and one thread; they are
-    # measured again in every round, between the server runs, so noise hits both sides alike.
+    one_row = lua_script(work, "one", [json.dumps({"instances": [r]}) for r in recs[:200]])
+    thousand = lua_script(work, "thousand", [json.dumps({"instances": recs[:1000]})])
+    ours = [
+        sys.executable,
+        "-m",
+        "modelops.cli",
+        "serve",
+        "--bundle",
+        str(bundle_dir),
+        "--bundle-sha256",
+        digest,
+    ]
+    answer_bytes = _answer_size(recs[0], card)
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with (
+        worktree(args.previous_design, work / "previous") as previous,
+        server("ours", [*ours, "--log-dir", str(work / "log-ours")]) as s_ours,
+        server(
+            "ours, fsync before every answer",
+            [*ours, "--log-dir", str(work / "log-fsync"), "--log-fsync-seconds", "0"],
+        ) as s_fsync,
+        server(
+            "ours, 2 workers",
+            [*ours, "--log-dir", str(work / "log-workers"), "--workers", "2"],
+            cores=f"{SERVER_CORE},{LOAD_CORE}",
+        ) as s_workers,
+        server(
+            "previous design",
+            [
+                sys.executable,
+                "-m",
+                "modelops.cli",
+                "serve",
+                "--bundle",
+                str(bundle_dir),
+                "--log-dir",
+                str(work / "log-previous"),
+            ],
+            env={"PYTHONPATH": str(previous / "src")},
+        ) as s_previous,
+        server("fastapi", [*me, "--app", "fastapi", str(bundle_dir)]) as s_fastapi,
+        server(
+            "fastapi, OMP_NUM_THREADS=1",
+            [*me, "--app", "fastapi", str(bundle_dir)],
+            env={"OMP_NUM_THREADS": "1"},
+        ) as s_fastapi1,
+        server("ceiling", [*me, "--app", "ceiling", str(answer_bytes)]) as s_ceiling,
+    ):
+        checks = {
+            s.name: max_diff(s.url, recs[:300], want, 1)
+            for s in (s_ours, s_workers, s_previous, s_fastapi)
+        }
+        checks["ours, 1000 rows/request"] = max_diff(s_ours.url, recs[:1000], want, 1000)
+        for name, d in checks.items():
+            print(f"answers of {name}: max |Δp| vs pipeline.predict_proba = {d:.2g}")
+        if max(checks.values()) > 1e-9:
+            raise SystemExit("answers differ from the pipeline; not timing a wrong answer")
+        plan = [
+            ("ceiling c=16", s_ceiling, 16, one_row),
+            ("ours c=16", s_ours, 16, one_row),
+            ("ceiling c=1", s_ceiling, 1, one_row),
+            ("ours c=1", s_ours, 1, one_row),
+            ("ours 1000-row requests c=1", s_ours, 1, thousand),
+            ("previous design c=16", s_previous, 16, one_row),
+            ("ours, fsync before every answer, c=16", s_fsync, 16, one_row),
+            ("ours, 2 workers, c=16", s_workers, 16, one_row),
+            ("fastapi c=16", s_fastapi, 16, one_row),
+            ("fastapi c=16, OMP_NUM_THREADS=1", s_fastapi1, 16, one_row),
+            ("fastapi c=1", s_fastapi, 1, one_row),
+        ]
+        for _, s, c, script in plan:
+            wrk(s.url, c, args.warmup, script)
+        results, inproc, shares = measure(args, plan, pipeline, schema, test, recs, s_ours)
+        ready = [s.ready_seconds for s in (s_ours, s_fsync, s_workers)]
+    report(args, results, inproc, shares, ready)
+
+
+def _answer_size(record: dict[str, Any], card: Any) -> int:
+    """Bytes of our answer to a 1-row request: model reference, one prediction, a request id."""
+    probabilities = {str(c): 0.123456789012345 for c in card.classes}
+    answer = {
+        "model": {"name": card.name, "version": "bench", "sha256": card.artifact.sha256},
+        "predictions": [{"label": card.classes[0], "probabilities": probabilities}],
+        "request_id": "0" * 32,
+    }
+    return len(json.dumps(answer, separators=(",", ":")))
+
+
+def measure(
+    args: argparse.Namespace,
+    plan: list[tuple[str, Server, int, Path]],
+    pipeline: Any,
+    schema: FeatureSchema,
+    test: pd.DataFrame,
+    recs: list[dict[str, Any]],
+    s_ours: Server,
+) -> tuple[dict[str, list[Load]], dict[str, list[float]], dict[str, float]]:
     singles = [schema.to_model_frame(test.iloc[[i]]) for i in range(200)]
     batch = schema.to_model_frame(test.iloc[:1000])
-
-    def in_process(duration: float) -> tuple[float, float]:
-        best_one = best_many = 0.0
-        for threads in (None, 1):
-            with threadpool_limits(limits=threads):
-                one = calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), duration)
-                many = 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), duration)
-            best_one, best_many = max(best_one, one), max(best_many, many)
-        return best_one, best_many
-
-    features = pipeline[:-1]
-    transform_1 = calls_per_second(lambda n: features.transform(singles[n % 200]), seconds / 2)
     fast = fastpath.derive(pipeline, schema)
     rows = fastpath.rows_from_records(schema, recs[:200])
-    fast_1 = calls_per_second(
-        lambda n: fast.predict_proba(rows[n % 200 : n % 200 + 1]), seconds / 2
-    )
-    print(f"in-process ColumnTransformer alone, 1 row: {1000 / transform_1:.2f} ms")
-    print(f"in-process derived fast path, 1 row: {1000 / fast_1:.3f} ms ({fast_1:.0f} calls/s)")
-
-    bodies = [json.dumps({"instances": [r]}) for r in recs[:200]]
-    one_row = lua_script(work, "one", "/v1/predict", bodies)
-    thousand = lua_script(work, "thousand", "/v1/predict", [json.dumps({"instances": recs[:1000]})])
-    log_dirs = [work / f"log-{i}" for i in range(5)]
-    ours = [sys.executable, "-m", "modelops.cli", "serve", "--bundle", str(bundle_dir)]
-    p_ours, p_nowait, p_fastapi, p_fastapi1 = free_port(), free_port(), free_port(), free_port()
-    p_drift, p_nodrift, p_rows = free_port(), free_port(), free_port()
-    baseline = [sys.executable, __file__, "--baseline-app", str(bundle_dir)]
-    with (
-        server(
-            [*ours, "--port", str(p_ours), "--log-dir", str(log_dirs[0])], p_ours, "/health/ready"
-        ) as u_ours,
-        # 1000-row requests get their own server, so the two above see the same traffic and
-        # differ only in the batch wait.
-        server(
-            [*ours, "--port", str(p_rows), "--log-dir", str(log_dirs[4])], p_rows, "/health/ready"
-        ) as u_rows,
-        server(
-            [*ours, "--port", str(p_nowait), "--log-dir", str(log_dirs[1]), "--batch-wait-ms", "0"],
-            p_nowait,
-            "/health/ready",
-        ) as u_nowait,
-        # Two fresh servers that differ only in live drift, on (the default) and off, with the
-        # same history: what the drift window costs a request.
-        server(
-            [*ours, "--port", str(p_drift), "--log-dir", str(log_dirs[3])], p_drift, "/health/ready"
-        ) as u_drift,
-        server(
-            [*ours, "--port", str(p_nodrift), "--log-dir", str(log_dirs[2]), "--drift-window", "0"],
-            p_nodrift,
-            "/health/ready",
-        ) as u_nodrift,
-        server([*baseline, str(p_fastapi)], p_fastapi, "/docs") as u_fastapi,
-        # One OpenMP thread spares sklearn's 1-row predict_proba the team wake-ups that make it
-        # erratic on a busy machine; the baseline gets whichever setting serves it better.
-        server(
-            [*baseline, str(p_fastapi1)], p_fastapi1, "/docs", env={"OMP_NUM_THREADS": "1"}
-        ) as u_fastapi1,
-    ):
-        check = recs[:300]
-        diffs = {
-            "ours, 1 row/request": max_diff(u_ours, check, want, 1),
-            "ours without batch wait, 1 row/request": max_diff(u_nowait, check, want, 1),
-            "ours, 1000 rows/request": max_diff(u_rows, recs[:1000], want, 1000),
-            "fastapi, 1 row/request": max_diff(u_fastapi, check, want, 1),
-        }
-        missing = sum(any(v is None for v in r.values()) for r in check)
-        for name, d in diffs.items():
-            print(f"predictions {name}: max |Δp| vs pipeline.predict_proba = {d:.2g}")
-        print(f"  ({missing} of the {len(check)} single rows checked have missing values)")
-        if max(diffs.values()) > 1e-9:
-            raise SystemExit("predictions differ from the pipeline; not timing a wrong answer")
-
-        generator = wrk(u_ours + "/health/live", 16, seconds / 2)
-        print(
-            f"generator: wrk, 1 thread; GET /health/live at c=16 drives {generator.rps:.0f} req/s "
-            "(the ceiling for any server here)"
+    seconds = min(10.0, args.duration / 3)
+    results: dict[str, list[Load]] = {}
+    inproc: dict[str, list[float]] = {}
+    series = ("modelops_drift_update_seconds_total", "modelops_prediction_log_write_seconds_sum")
+    busy_before = scrape(s_ours.url, *series)
+    cpu_before = s_ours.cpu_seconds()
+    for rep in range(args.reps):
+        one = many = 0.0
+        for threads in (None, 1):  # OpenMP's spinning threads: each gets its better setting
+            with threadpool_limits(limits=threads):
+                one = max(
+                    one,
+                    calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), seconds),
+                )
+                many = max(
+                    many, 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), seconds)
+                )
+        inproc.setdefault("pipeline 1-row calls/s", []).append(one)
+        inproc.setdefault("pipeline rows/s in 1000-row calls", []).append(many)
+        inproc.setdefault("fast path 1-row calls/s", []).append(
+            calls_per_second(lambda n: fast.predict_proba(rows[n % 200 : n % 200 + 1]), seconds)
         )
-        for url in (u_ours, u_nowait, u_rows, u_drift, u_nodrift, u_fastapi, u_fastapi1):
-            wrk(url + "/v1/predict", 4, 1, one_row)
-        runs: dict[str, list[Load]] = {}
-        inproc_runs: list[tuple[float, float]] = []
-        batching: dict[str, list[float]] = {}  # per run of our default server: series deltas
-        plan = [
-            ("ours c=1", u_ours, 1, one_row),
-            ("ours c=1, batch wait 0", u_nowait, 1, one_row),
-            ("fastapi c=1", u_fastapi, 1, one_row),
-            ("fastapi c=1, OMP_NUM_THREADS=1", u_fastapi1, 1, one_row),
-            ("ours c=16", u_ours, 16, one_row),
-            ("ours c=16, batch wait 0", u_nowait, 16, one_row),
-            ("fastapi c=16", u_fastapi, 16, one_row),
-            ("fastapi c=16, OMP_NUM_THREADS=1", u_fastapi1, 16, one_row),
-            ("ours 1000-row requests c=1", u_rows, 1, thousand),
-        ]
-        for r in range(args.rounds):
-            inproc_runs.append(in_process(seconds / 2))
-            for name, url, c, script in plan:
-                before = scrape(url, *BATCH_SERIES) if url in (u_ours, u_rows) else None
-                runs.setdefault(name, []).append(wrk(url + "/v1/predict", c, seconds, script))
-                if before is not None:
-                    after = scrape(url, *BATCH_SERIES)
-                    deltas = [b - a for a, b in zip(before, after, strict=True)]
-                    batching.setdefault(name, [0.0] * len(deltas))
-                    batching[name] = [x + d for x, d in zip(batching[name], deltas, strict=True)]
-            print(f"  round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.2f})")
-        # Live drift's cost is a few percent at most, below the spread of single runs at c=1, so
-        # it is measured on its own: short runs alternating (on, off, off, on, ...) between two
-        # servers that saw the same traffic, medians compared. The first runs fill the window, so
-        # rows also leave it, as they do in service.
-        # The server also counts the seconds its drift window took (modelops_drift_update_seconds),
-        # which, set against the CPU time the whole process used meanwhile, is the window's share
-        # of the work, free of the run-to-run noise of latencies.
-        drift_ab: dict[int, tuple[list[Load], list[Load]]] = {}
-        drift_share: dict[int, tuple[float, float]] = {}  # c -> (share of CPU, us per request)
-        for c in (1, 16):
-            on: list[Load] = []
-            off: list[Load] = []
-            busy_before = scrape(u_drift, DRIFT_SECONDS)[0]
-            cpu_before = cpu_seconds(SERVER_PIDS[u_drift])
-            for i in range(args.ab_runs):
-                pair = [(on, u_drift), (off, u_nodrift)]
-                for runs_of, url in pair if i % 2 == 0 else pair[::-1]:
-                    runs_of.append(wrk(url + "/v1/predict", c, 3.0, one_row))
-            busy = scrape(u_drift, DRIFT_SECONDS)[0] - busy_before
-            cpu = cpu_seconds(SERVER_PIDS[u_drift]) - cpu_before
-            requests = sum(r.rps * 3.0 for r in on)
-            drift_share[c] = (busy / cpu, 1e6 * busy / requests)
-            drift_ab[c] = (on, off)
+        for name, s, c, script in plan:
+            results.setdefault(name, []).append(wrk(s.url, c, args.duration, script))
+        print(f"  repetition {rep + 1}/{args.reps} done (load average {os.getloadavg()[0]:.2f})")
+    busy = [b - a for a, b in zip(busy_before, scrape(s_ours.url, *series), strict=True)]
+    cpu = s_ours.cpu_seconds() - cpu_before
+    shares = {"live drift": busy[0] / cpu, "prediction log writes": busy[1] / cpu}
+    return results, inproc, shares
 
-    results = {name: median_load(r) for name, r in runs.items()}
-    inproc_1 = statistics.median(one for one, _ in inproc_runs)
-    inproc_batch = statistics.median(many for _, many in inproc_runs)
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[Load]],
+    inproc: dict[str, list[float]],
+    shares: dict[str, float],
+    ready: list[float],
+) -> None:
     print()
+    for name, values in inproc.items():
+        print(f"in-process {name:36} {spread(values)}")
     print(
-        f"in-process pipeline.predict_proba (better of default and 1 OpenMP thread, median): "
-        f"{inproc_1:.1f} calls/s 1-row ({1000 / inproc_1:.2f} ms), {inproc_batch:.0f} rows/s 1000-row"
+        f"\n{'point (median (min..max) of ' + str(args.reps) + ')':44} {'2xx/s':>20} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
     )
-    head = f"median of {args.rounds} runs of {seconds:g} s"
-    print(f"{head:36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name, load in results.items():
-        print(f"{name:36} {load.rps:9.1f} {load.p50_ms:8.2f} {load.p99_ms:8.2f} {load.errors:7d}")
-    batch_rows = 1000 * results["ours 1000-row requests c=1"].rps
-    fastapi_c16 = max(results["fastapi c=16"].rps, results["fastapi c=16, OMP_NUM_THREADS=1"].rps)
-    # The baseline served fewer requests at c=16 than at c=1; the target is judged against the
-    # best rate it reached at any concurrency, the stricter reading.
-    fastapi_best = max(r.rps for name, r in results.items() if name.startswith("fastapi"))
-    c16_same = results["ours c=16"].rps / fastapi_c16
-    c16 = results["ours c=16"].rps / fastapi_best
-    c1 = results["ours c=1"].rps / inproc_1
-    rows_ratio = batch_rows / inproc_batch
-    p99 = results["ours c=16"].p99_ms
-    wait, nowait = results["ours c=1"], results["ours c=1, batch wait 0"]
-    print()
-    print("ratios (target):")
-    print(
-        f"  c=16 ours / fastapi+pydantic best     {c16:6.1f}x  (>= {TARGETS['c16_vs_fastapi']}x; "
-        f"{results['ours c=16'].rps:.0f} vs {fastapi_best:.0f} req/s, its best at any c; "
-        f"{c16_same:.1f}x against its c=16 rate)"
-    )
-    print(
-        f"  c=1  ours / in-process Pipeline 1-row {c1:6.1f}x  (>= {TARGETS['c1_vs_inprocess']}x; "
-        f"{results['ours c=1'].rps:.0f} req/s vs {inproc_1:.0f} calls/s)"
-    )
-    print(
-        f"  1000-row ours / in-process rows/s     {rows_ratio:6.2f}x  "
-        f"(>= {TARGETS['batch_vs_inprocess']}x; {batch_rows:.0f} vs {inproc_batch:.0f} rows/s)"
-    )
-    print(f"  p99 at c=16                           {p99:6.1f} ms (< {P99_TARGET_MS} ms)")
-    print(
-        f"  micro-batch wait at c=1: {wait.rps:.0f} req/s, p50 {wait.p50_ms:.2f} ms with the default "
-        f"wait vs {nowait.rps:.0f} req/s, p50 {nowait.p50_ms:.2f} ms with none "
-        f"({(wait.rps - nowait.rps) / nowait.rps:+.1%} throughput with the wait)"
-    )
-    for name, (wait_sum, calls, rows_sum, model_sum) in batching.items():
-        if calls:
-            print(
-                f"  {name}: {calls:.0f} model calls, {rows_sum / calls:.1f} rows each, "
-                f"waited {1e6 * wait_sum / calls:.1f} us for company, scored in "
-                f"{1e3 * model_sum / calls:.2f} ms (server side, all rounds)"
-            )
-    c16_nowait = results["ours c=16, batch wait 0"]
-    print(
-        f"  micro-batch wait at c=16: {results['ours c=16'].rps:.0f} req/s with the default wait vs "
-        f"{c16_nowait.rps:.0f} req/s with none"
-    )
-    drift_costs = []
-    for c, (on_runs, off_runs) in drift_ab.items():
-        on, off = median_load(on_runs), median_load(off_runs)
-        cost = (on.p50_ms - off.p50_ms) / off.p50_ms
-        share, per_request = drift_share[c]
-        drift_costs.append(share)
-        print(
-            f"  live drift at c={c}: {share:.2%} of the server's CPU time ({per_request:.1f} us per "
-            f"request; target < {LIVE_DRIFT_MAX_COST:.0%}); A/B of {len(on_runs)} alternating 3 s "
-            f"runs each: p50 {on.p50_ms:.2f} vs {off.p50_ms:.2f} ms off ({cost:+.1%}), "
-            f"{on.rps:.0f} vs {off.rps:.0f} req/s ({(on.rps - off.rps) / off.rps:+.1%})"
+    med: dict[str, Load] = {}
+    for name, runs in results.items():
+        med[name] = Load(
+            statistics.median(r.ok_per_s for r in runs),
+            statistics.median(r.p50_ms for r in runs),
+            statistics.median(r.p99_ms for r in runs),
+            sum(r.errors for r in runs),
+            statistics.median(r.load_cpu for r in runs),
         )
-    errors = sum(r.errors for r in results.values())
-    errors += sum(r.errors for on, off in drift_ab.values() for r in (*on, *off))
+        print(
+            f"{name:44} {spread([r.ok_per_s for r in runs]):>20} {med[name].p50_ms:7.2f} "
+            f"{med[name].p99_ms:7.2f} {med[name].errors:6d}"
+        )
+    errors = sum(m.errors for m in med.values())
+    fast_1 = statistics.median(inproc["fast path 1-row calls/s"])
+    rows_inproc = statistics.median(inproc["pipeline rows/s in 1000-row calls"])
+    ours16, ours1 = med["ours c=16"], med["ours c=1"]
+    ratios = {
+        "c16_vs_ceiling": ours16.ok_per_s / med["ceiling c=16"].ok_per_s,
+        "c1_vs_fastpath": ours1.ok_per_s / fast_1,
+        "rows_vs_pipeline": 1000 * med["ours 1000-row requests c=1"].ok_per_s / rows_inproc,
+    }
+    fastapi_best = max(m.ok_per_s for n, m in med.items() if n.startswith("fastapi"))
+    log_ratio = ours16.ok_per_s / med["previous design c=16"].ok_per_s
+    fsync_ratio = med["ours, fsync before every answer, c=16"].ok_per_s / ours16.ok_per_s
+    workers = med["ours, 2 workers, c=16"]
+    print("\ntargets (ratios of medians from this run):")
+    print(
+        f"  c=16 / no-op ceiling          {ratios['c16_vs_ceiling']:5.2f}x  (>= 0.4; p99 "
+        f"{ours16.p99_ms:.1f} ms, < {P99_TARGET_MS:g})"
+    )
+    print(
+        f"  c=1 / in-process fast path    {ratios['c1_vs_fastpath']:5.2f}x  (>= 0.5; the no-op "
+        f"ceiling itself reaches {med['ceiling c=1'].ok_per_s / fast_1:.2f}x at c=1)"
+    )
+    print(f"  1000-row / in-process rows/s  {ratios['rows_vs_pipeline']:5.2f}x  (>= 1.0)")
+    print(f"  durable log / previous design {log_ratio:5.2f}x at c=16  (>= {LOG_MIN_RATIO})")
+    print("\nalso measured:")
+    print(f"  c=16 / FastAPI+pydantic best   {ours16.ok_per_s / fastapi_best:5.1f}x")
+    print(f"  fsync before every answer      {fsync_ratio:5.2f}x the default (fsync once a second)")
+    print(
+        f"  prediction log writes          {shares['prediction log writes']:.2%} of the server's CPU"
+    )
+    print(
+        f"  live drift                     {shares['live drift']:.2%} of the server's CPU "
+        f"(< {LIVE_DRIFT_MAX_SHARE:.0%})"
+    )
+    print(
+        f"  2 workers / 1 worker at c=16   {workers.ok_per_s / ours16.ok_per_s:5.2f}x; the load "
+        f"generator used {workers.load_cpu / args.duration:.0%} of a core meanwhile, on one of "
+        "the two cores the workers share"
+    )
+    print(f"  time to ready                  {spread(ready, '{:.2f}')} s")
+    print(
+        f"  import of `modelops serve`     "
+        f"{seconds_of([sys.executable, '-c', 'import modelops.cli.serve, modelops.serve.app']):.2f} s"
+    )
     met = (
-        c16 >= TARGETS["c16_vs_fastapi"]
-        and c1 >= TARGETS["c1_vs_inprocess"]
-        and rows_ratio >= TARGETS["batch_vs_inprocess"]
-        and p99 < P99_TARGET_MS
-        and max(drift_costs) < LIVE_DRIFT_MAX_COST
+        all(ratios[k] >= TARGETS[k] for k in TARGETS)
+        and ours16.p99_ms < P99_TARGET_MS
+        and log_ratio >= LOG_MIN_RATIO
+        and shares["live drift"] < LIVE_DRIFT_MAX_SHARE
         and errors == 0
     )
-    print(f"\nall targets met: {'yes' if met else 'NO'}; errors in all runs: {errors}")
+    print(
+        f"\nall targets met: {'yes' if met else 'NO'}; errors (non-2xx, socket) in all runs: {errors}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from modelops.schema import FeatureSchema
 from modelops.types import FloatArray, IndexArray
 
+FEW_ROWS = 8  # below this many rows, plain Python per value is faster than numpy per column
+
 
 class UnsupportedPipeline(Exception):
     """The pipeline holds a step or setting the fast path cannot reproduce; the message says which."""
@@ -87,6 +89,11 @@ class OneHot:
         for col, table, unknown, offset in zip(
             columns, self.tables, self.unknown, self.offsets, strict=True
         ):
+            if n <= FEW_ROWS:  # a handful of rows: a dict lookup each beats numpy's set-up
+                for row, v in enumerate(col):
+                    if (hit := table.get(v, unknown)) >= 0:
+                        out[row, offset + hit] = 1.0
+                continue
             hits = np.fromiter((table.get(v, unknown) for v in col), dtype=np.intp, count=n)
             rows = np.flatnonzero(hits >= 0)
             out[rows, offset + hits[rows]] = 1.0
