@@ -545,3 +545,64 @@ def test_the_console_script_reports_errors_on_stderr_with_status_1(repo: Path) -
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.startswith("error: churn has no version 'v7.0.0'")
+
+
+def tree(directory: Path) -> dict[str, bytes | None]:
+    """Every entry under `directory`, hidden ones too: path -> bytes (None for a directory)."""
+    return {
+        str(p.relative_to(directory)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+def test_bundle_never_deletes_files_it_did_not_write(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    deploy = tmp_path / "deploy"
+    # A file merely named bundle.json does not make a directory a bundle.
+    mine = deploy / "mine"
+    (mine / "keep").mkdir(parents=True)
+    (mine / "bundle.json").write_text('{"notes": "mine"}\n')
+    (mine / "precious.txt").write_text("keep me\n")
+    (mine / "keep" / "data.csv").write_text("a,b\n")
+    before = tree(deploy)
+    code, out, err = modelops(repo, capsys, "bundle", "prod", "--out", str(mine))
+    assert code == 1 and out == ""
+    assert f"refusing to write the bundle into {mine}" in err and "not a bundle manifest" in err
+    assert tree(deploy) == before
+
+    # A real bundle with something of the user's added is not only a bundle any more.
+    out_dir = deploy / "bundle"
+    assert modelops(repo, capsys, "bundle", "prod", "--out", str(out_dir))[0] == 0
+    (out_dir / "notes.txt").write_text("my notes\n")
+    before = tree(deploy)
+    code, _, err = modelops(repo, capsys, "bundle", "prod", "--out", str(out_dir))
+    assert code == 1 and "notes.txt" in err and "not written by `modelops registry bundle`" in err
+    assert tree(deploy) == before
+
+    # Its own bundle is replaced as a whole, and nothing beside it is touched (not even a
+    # directory named like the one an earlier version used for the swap).
+    (out_dir / "notes.txt").unlink()
+    (deploy / ".bundle.old").mkdir()
+    (deploy / ".bundle.old" / "yours.txt").write_text("yours\n")
+    code, text, _ = modelops(repo, capsys, "bundle", "v1.1.0", "--out", str(out_dir))
+    assert code == 0 and "bundled churn v1.1.0" in text
+    assert bundle.verify_bundle(out_dir)[0].version == "v1.1.0"
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([bundle.MANIFEST, *bundle.CONTENTS])
+    assert sorted(p.name for p in deploy.iterdir()) == [".bundle.old", "bundle", "mine"]
+    assert (deploy / ".bundle.old" / "yours.txt").read_text() == "yours\n"
+
+
+def test_a_bundle_that_fails_midway_leaves_the_previous_bundle_intact(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "deploy" / "bundle"
+    assert modelops(repo, capsys, "bundle", "v1.1.0", "--out", str(out_dir))[0] == 0
+    before = tree(out_dir.parent)
+    digest = lock_md5(repo, template.first)
+    (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
+    code, _, err = modelops(repo, capsys, "bundle", "v1.0.0", "--out", str(out_dir))
+    assert code == 1 and "not in the local DVC cache" in err
+    assert tree(out_dir.parent) == before
+    assert bundle.verify_bundle(out_dir)[0].version == "v1.1.0"

@@ -123,7 +123,12 @@ def _add_bundle(sub: _Actions, common: argparse.ArgumentParser) -> None:
         "bundle", parents=[common], help="write a version's verified model bundle to a directory"
     )
     p.add_argument("ref", help="version (v1.2.0) or stage (prod)")
-    p.add_argument("--out", type=Path, required=True, help="bundle directory (created or replaced)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="bundle directory: new, empty, or an earlier bundle (replaced as a whole)",
+    )
     p.set_defaults(handler=_bundle)
 
 

@@ -15,6 +15,11 @@ unpickles it, hashing each file once; it returns the digests so a loader need no
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +149,7 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
         )
     _check_bundle_target(out)
 
-    with files.atomic_dir(out) as tmp:
+    with _replacing(out) as tmp:
         for name, blob in committed.items():
             (tmp / name).write_bytes(blob)
         _fetch_model(repo, v, lock_md5, tmp / MODEL)
@@ -177,15 +182,71 @@ def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
 
 
 def _check_bundle_target(out: Path) -> None:
-    if out.exists() and not out.is_dir():
+    """Refuse `out` unless replacing it deletes nothing this command did not write: it is absent,
+    an empty directory, or one of our bundles (see `_not_our_bundle`)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RegistryError(
-            f"{out} exists and is not a directory; choose a directory for the bundle"
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise RegistryError(
-            f"refusing to replace {out}: it holds files and is not a bundle; "
+            f"refusing to write the bundle into {out}: it exists and is not a directory; "
             "choose a new or empty directory"
         )
+    why = _not_our_bundle(out) if out.is_dir() else None
+    if why is not None:
+        raise RegistryError(
+            f"refusing to write the bundle into {out}: {why}. Nothing was changed; choose a new "
+            "or empty directory, or move those files away"
+        )
+
+
+def _not_our_bundle(directory: Path) -> str | None:
+    """Why replacing `directory` could delete something not written by `materialise`; None when it
+    is empty or one of our bundles: bundle.json parses as a Manifest that names only bundle files,
+    and every other entry is a regular file (not a link) that the manifest names."""
+    entries = sorted(p.name for p in directory.iterdir())
+    if not entries:
+        return None
+    shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+    if MANIFEST not in entries:
+        return f"it holds files ({shown}) and no {MANIFEST}, so it is not a bundle"
+    try:
+        manifest = read_manifest(directory)
+    except ArtifactIntegrityError as exc:
+        return f"{MANIFEST} there is not a bundle manifest ({exc})"
+    foreign = sorted(set(manifest.files) - set(CONTENTS))
+    if foreign:
+        return f"its {MANIFEST} lists files a bundle never holds ({', '.join(foreign)})"
+    ours = {MANIFEST, *manifest.files}
+    extra = [
+        e
+        for e in entries
+        if e not in ours or (directory / e).is_symlink() or not (directory / e).is_file()
+    ]
+    if extra:
+        return f"it holds {', '.join(extra)}, not written by `modelops registry bundle`"
+    return None
+
+
+@contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """Yield an empty directory to fill; on success it takes the place of `out`, and the previous
+    bundle is removed only after that. A failure before leaves `out` exactly as it was.
+
+    The staging directory is private to this call (a fresh hidden sibling of `out`, on the same
+    file system); the old bundle is moved into it, never to a fixed name that a user's directory
+    could hold. Between the two renames `out` is briefly absent; a crash there leaves the old
+    bundle in the staging directory.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        new = staging / "new"
+        new.mkdir()
+        yield new
+        _check_bundle_target(out)  # again: nothing of a user's may have arrived meanwhile
+        if out.exists():
+            os.rename(out, staging / "old")
+        os.rename(new, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _fetch_model(repo: Path, v: Version, md5: str, dest: Path) -> None:
