@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import yaml
 from modelops import cli, files, registry
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import bundle, git
-from tests.conftest import copy_repo, edit_file, run
+from tests.conftest import copy_repo, edit_file, run, tool_env
 
 pytestmark = pytest.mark.usefixtures("tool_environ")
 
@@ -606,3 +607,55 @@ def test_a_bundle_that_fails_midway_leaves_the_previous_bundle_intact(
     assert code == 1 and "not in the local DVC cache" in err
     assert tree(out_dir.parent) == before
     assert bundle.verify_bundle(out_dir)[0].version == "v1.1.0"
+
+
+# ------------------------------------------------------------------------- stage names, pipes
+
+
+def test_promote_refuses_a_stage_name_differing_from_lower_case(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "promote", "v1.1.0", "--stage", "PROD")
+    assert code == 1 and "lower case" in err and "'prod'" in err
+    assert tags(repo) == before and registry.read(repo).stages == {"prod": "v1.0.0"}
+
+
+def test_a_repository_gto_gave_prod_and_PROD_stays_readable(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("gto", "assign", NAME, "churn@v1.0.0", "--stage", "PROD", cwd=repo)
+    run("gto", "assign", NAME, "churn@v1.1.0", "--stage", "prod", cwd=repo)
+    assert registry.read(repo).stages == {"PROD": "v1.0.0", "prod": "v1.1.0"}
+    assert_agrees_with_gto(repo)
+    code, out, err = modelops(repo, capsys, "list")
+    assert code == 0 and "stages: PROD=v1.0.0, prod=v1.1.0" in out
+    assert "warning: stages PROD and prod differ only in case" in err
+    code, out, _ = modelops(repo, capsys, "bundle", "PROD", "--out", str(tmp_path / "b"))
+    assert code == 0 and "bundled churn v1.0.0" in out
+
+
+def test_a_closed_pipe_ends_a_command_quietly(repo: Path) -> None:
+    # Enough versions that `list` writes more than a pipe holds: it is still writing when
+    # `head` has read its line and gone.
+    for i in range(2, 700):
+        run("git", "tag", "-a", "-m", "bulk", f"churn@v1.{i}.0", "HEAD", cwd=repo)
+    listing = subprocess.Popen(
+        ["modelops", "registry", "list"],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    head_proc = subprocess.Popen(
+        ["head", "-1"], stdin=listing.stdout, stdout=subprocess.PIPE, env=tool_env()
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()
+    first, _ = head_proc.communicate(timeout=120)
+    err = listing.stderr.read()
+    listing.stderr.close()
+    assert listing.wait(timeout=120) == cli.CLOSED_PIPE_STATUS
+    assert first.decode().startswith("churn: 700 version(s)")
+    assert err == b""

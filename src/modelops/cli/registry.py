@@ -6,6 +6,7 @@ The logic lives in modelops.registry; this module parses arguments and prints.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,6 +157,13 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(found)
         return 0
+    for names in found.case_clashes:
+        print(
+            f"warning: stages {' and '.join(names)} differ only in case; another tool wrote them "
+            "and they are separate stages (for GTO too). modelops writes lower-case stage names "
+            "only: promote to the lower-case one, and release the others with `gto unassign`",
+            file=sys.stderr,
+        )
     if not found.versions:
         print(f"{found.name}: no versions yet; register one with `modelops registry register`")
         return 0

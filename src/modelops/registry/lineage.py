@@ -17,7 +17,14 @@ from modelops import params as params_mod
 from modelops import paths
 from modelops.errors import RegistryError
 from modelops.registry import git
-from modelops.registry.tags import Event, Registry, Version, build_registry, resolve
+from modelops.registry.tags import (
+    Event,
+    Registry,
+    Version,
+    build_registry,
+    case_clashes,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from modelops.card import Card, DataFingerprint
@@ -41,6 +48,7 @@ class Listing(msgspec.Struct, frozen=True, kw_only=True):
     versions: list[Summary]
     stages: dict[str, str]
     events: list[Event]
+    case_clashes: list[list[str]] = msgspec.field(default_factory=list)  # see tags.case_clashes
 
 
 class StageLock(msgspec.Struct, frozen=True):
@@ -190,7 +198,11 @@ def listing(repo: Path | str = Path(".")) -> Listing:
             )
         )
     return Listing(
-        name=registry.name, versions=rows, stages=registry.stages, events=registry.events
+        name=registry.name,
+        versions=rows,
+        stages=registry.stages,
+        events=registry.events,
+        case_clashes=case_clashes(registry),
     )
 
 
