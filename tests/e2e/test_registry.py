@@ -659,3 +659,109 @@ def test_a_closed_pipe_ends_a_command_quietly(repo: Path) -> None:
     assert listing.wait(timeout=120) == cli.CLOSED_PIPE_STATUS
     assert first.decode().startswith("churn: 700 version(s)")
     assert err == b""
+
+
+# ------------------------------------------------------------------------- the champion gate
+
+
+def champions_yaml(repo: Path) -> dict[str, object]:
+    return yaml.safe_load((repo / "champions.yaml").read_text())
+
+
+def dvc_status(repo: Path) -> dict[str, object]:
+    return json.loads(run("dvc", "status", "--json", cwd=repo).stdout or "{}")
+
+
+def test_a_change_of_stage_is_recorded_for_the_compare_stage_which_only_prod_reruns(
+    repo: Path, template: Template, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert champions_yaml(repo) == {"prod": None} and dvc_status(repo) == {}
+    code, out, _ = modelops(repo, capsys, "promote", "v1.1.0", "--stage", "staging")
+    assert code == 0 and "champions.yaml rewritten (who holds each stage): commit it" in out
+    staging = {"version": "v1.1.0", "commit": template.second, "model_md5": lock_md5(repo, "HEAD")}
+    assert champions_yaml(repo) == {"prod": None, "staging": staging}
+    assert dvc_status(repo) == {}  # compare judges against prod: nothing to re-run
+
+    code, out, _ = modelops(repo, capsys, "promote", "v1.0.0", "--stage", "prod")
+    assert code == 0 and "the compare stage's champion changed; `dvc repro`, then commit" in out
+    assert champions_yaml(repo)["prod"] == {
+        "version": "v1.0.0",
+        "commit": template.first,
+        "model_md5": lock_md5(repo, template.first),
+    }
+    assert "champions.yaml" in json.dumps(dvc_status(repo)["compare"])
+
+    code, out, _ = modelops(repo, capsys, "deregister", "v1.0.0", "--force")
+    assert code == 0 and champions_yaml(repo)["prod"] is None
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", message, cwd=repo)
+
+
+def test_register_refuses_a_comparison_made_against_another_champion(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # prod changes hands outside modelops: champions.yaml does not know.
+    run("gto", "assign", NAME, "churn@v1.0.0", "--stage", "prod", cwd=repo)
+    edit_file(repo / "params.yaml", "max_iter: 120", "max_iter: 160")
+    run("dvc", "repro", "-q", cwd=repo)
+    commit_all(repo, "more boosting iterations")
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "judged the candidate against no champion for stage 'prod'" in err
+    assert "v1.0.0 holds it now" in err and "modelops registry sync" in err
+    assert tags(repo) == before
+
+    code, out, _ = modelops(repo, capsys, "sync")
+    assert code == 0 and "champions.yaml: written (prod=v1.0.0)" in out
+    assert "champions.yaml: up to date (prod=v1.0.0)" in modelops(repo, capsys, "sync")[1]
+    run("dvc", "repro", "-q", cwd=repo)
+    commit_all(repo, "compare against prod v1.0.0")
+    code, out, err = modelops(repo, capsys, "register")
+    assert code == 0, err
+    assert "gate: no_worse against v1.0.0 (holding prod) on roc_auc" in out
+
+
+def test_register_needs_the_comparison_dvc_lock_records(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compare = repo / "metrics" / "compare.json"
+    text = compare.read_text()
+    compare.write_text(text.replace('"verdict": "no_champion"', '"verdict": "better"'))
+    commit_all(repo, "a comparison edited by hand")
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "metrics/compare.json at HEAD is not the one dvc.lock records" in err
+
+    run("git", "rm", "-q", "metrics/compare.json", cwd=repo)
+    run("git", "commit", "-q", "-m", "no comparison", cwd=repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "metrics/compare.json at HEAD is not committed" in err
+
+
+def test_force_needs_a_reason_and_a_refusal_to_override(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("git", "commit", "-q", "--allow-empty", "-m", "docs only", cwd=repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register", "--force")
+    assert code == 1 and "--force and --reason go together" in err
+    code, _, err = modelops(repo, capsys, "register", "--force", "--reason", "because")
+    assert code == 1 and "lets this candidate in (no_champion); --force is not needed" in err
+    assert tags(repo) == before
+
+
+def test_list_shows_each_verdict_within_100_columns_and_diff_puts_them_side_by_side(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.1.0", "prod", repo)
+    registry.promote("v1.0.0", "staging", repo)
+    code, text, _ = modelops(repo, capsys, "list")
+    assert code == 0 and all(len(line) <= 100 for line in text.splitlines()), text
+    assert "GATE" in text and text.count("no_champion") == 2
+    code, text, _ = modelops(repo, capsys, "diff", "v1.0.0", "v1.1.0")
+    assert code == 0
+    gate_rows = text[text.index("\ngate ") :].splitlines()
+    assert any(r.split()[:3] == ["verdict", "no_champion", "no_champion"] for r in gate_rows)
+    assert any(r.split()[:3] == ["champion", "none", "(prod)"] for r in gate_rows)

@@ -302,3 +302,13 @@ def test_a_rollback_is_read_from_its_trailer() -> None:
     assert tags.is_rollback(event(tags.rollback_trailer("roll back prod", "rollback")))
     assert not tags.is_rollback(event(tags.rollback_trailer("promote v1.0.0", "promote")))
     assert not tags.is_rollback(event("talks about Modelops-Operation: rollback inline"))
+
+
+def test_an_override_reason_is_one_trailer_line_read_back_from_the_message() -> None:
+    trailer = tags.override_trailer("a baseline for\n  the latency tests ")
+    assert trailer == "Modelops-Gate-Override: a baseline for the latency tests"
+    message = f"register churn v1.2.0: hist_gradient_boosting\ngate: worse ...\n\n{trailer}"
+    assert tags.override_reason(message) == "a baseline for the latency tests"
+    assert tags.override_reason("register churn v1.2.0: mentions Modelops-Gate-Override") is None
+    with pytest.raises(RegistryError, match="--reason must say why"):
+        tags.override_trailer(" \n ")

@@ -30,7 +30,7 @@ from modelops.card import Card, check_artifact_digest, load_card
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import git
 from modelops.registry.lineage import DVC_LOCK, model_md5, parse_lock, read, read_card
-from modelops.registry.tags import Version, resolve
+from modelops.registry.tags import resolve
 
 MANIFEST = "bundle.json"
 MODEL = "model.joblib"
@@ -124,16 +124,36 @@ def verify_bundle(directory: Path | str) -> tuple[Manifest, Card]:
 # ------------------------------------------------------------------------------------ materialise
 
 
+class Pinned(msgspec.Struct, frozen=True):
+    """A version by name, number and commit: what a bundle is made of."""
+
+    name: str
+    version: str
+    commit: str
+    stages: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
 def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
     """Write the bundle of the version `ref` names into `out`, verified against its commit.
 
     model.joblib comes from the DVC cache or remote; its md5 must equal the one in the tagged
     commit's dvc.lock and its sha256 the one in the card. `out` is replaced only when all is well.
     """
-    repo, out = Path(repo), Path(out)
+    repo = Path(repo)
     v = resolve(read(repo), ref)
     if v.deregistered:
         raise RegistryError(f"{v.tag} is deregistered; bundle a registered version instead")
+    return materialise_pinned(Pinned(v.name, v.version, v.commit, list(v.stages)), out, repo)
+
+
+def materialise_pinned(v: Pinned, out: Path, repo: Path = Path(".")) -> Manifest:
+    """`materialise` for a version already resolved to its commit, which needs no tag: a temporary
+    DVC experiment's copy of the repository has the commits but not the tags."""
+    repo, out = Path(repo), Path(out)
     committed = _committed_files(repo, v)
     lock_md5 = model_md5(parse_lock(committed.pop(DVC_LOCK.name), v.tag), v.tag)
     card, unreadable = read_card(committed[CARD])
@@ -162,7 +182,7 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
     return manifest
 
 
-def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
+def _committed_files(repo: Path, v: Pinned) -> dict[str, bytes]:
     """Bundle file name -> bytes at the version's commit (and dvc.lock), all of them or an error."""
     wanted = {
         CARD: paths.CARD,
@@ -171,6 +191,11 @@ def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
         DVC_LOCK.name: DVC_LOCK,
     }
     blobs = git.read_files(repo, v.commit, list(wanted.values()))
+    if not any(blobs) and not git.has_commit(repo, v.commit):
+        raise RegistryError(
+            f"{v.tag}: commit {v.commit[:8]} is not in this repository; fetch it "
+            "(`git fetch --tags`) and run again"
+        )
     found: dict[str, bytes] = {}
     for (name, path), blob in zip(wanted.items(), blobs, strict=True):
         if blob is None:
@@ -249,7 +274,7 @@ def _replacing(out: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fetch_model(repo: Path, v: Version, md5: str, dest: Path) -> None:
+def _fetch_model(repo: Path, v: Pinned, md5: str, dest: Path) -> None:
     """Copy the model of `v` out of the DVC cache, or the default remote when the cache lacks it, and
     refuse it unless its md5 is the one the commit's dvc.lock records."""
     from dvc.api import DVCFileSystem  # heavy import, needed only here

@@ -47,6 +47,9 @@ VERSION_RE = re.compile(f"^v{_SEMVER}$")
 # Marks the tags a rollback writes, so a later rollback steps further back instead of undoing it.
 OPERATION_TRAILER = "Modelops-Operation"
 _ROLLBACK_RE = re.compile(rf"^{OPERATION_TRAILER}:\s*rollback\s*$", re.MULTILINE)
+# Why a version the champion gate refused was registered anyway (`register --force --reason`).
+OVERRIDE_TRAILER = "Modelops-Gate-Override"
+_OVERRIDE_RE = re.compile(rf"^{OVERRIDE_TRAILER}:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
 
 # (names a version, cancels) -> what the tag records
 _ACTIONS: dict[tuple[bool, bool], Action] = {
@@ -196,6 +199,19 @@ def is_rollback(event: Event) -> bool:
 def rollback_trailer(note: str, operation: Literal["promote", "rollback"]) -> str:
     """A stage tag's message: the note, then the trailer `is_rollback` reads."""
     return f"{note}\n\n{OPERATION_TRAILER}: {operation}"
+
+
+def override_trailer(reason: str) -> str:
+    """The trailer recording why the gate was overridden: one line, whatever the reason held."""
+    line = " ".join(reason.split())
+    if not line:
+        raise RegistryError("--reason must say why the gate is overridden; it is kept in the tag")
+    return f"{OVERRIDE_TRAILER}: {line}"
+
+
+def override_reason(message: str) -> str | None:
+    found = _OVERRIDE_RE.findall(message)
+    return str(found[-1]) if found else None
 
 
 def format_time(ts: int) -> str:
