@@ -74,8 +74,8 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if self.champion is None:
             return f"gate: no_champion (no version held {self.against})"
         who = f"{self.champion.version} (holding {self.against})"
-        if self.delta is None or self.interval is None:
-            return f"gate: {self.verdict} against {who}"
+        if self.delta is None or self.interval is None:  # not comparable: the rule says why
+            return f"gate: {self.rule.replace(': ', f' against {who}: ', 1)}"
         iv = self.interval
         return (
             f"gate: {self.verdict} against {who} on {self.metric}: {self.delta:+.4g} "

@@ -122,6 +122,10 @@ def test_a_champion_reading_a_feature_the_rows_lack_is_not_comparable(
         "not_comparable: the champion reads region, which the candidate's test rows lack"
     )
     assert "champion" not in comparison.metrics and comparison.delta is None
+    assert comparison.headline() == (
+        "gate: not_comparable against v1.0.0 (holding prod): the champion reads region, which "
+        "the candidate's test rows lack"
+    )
 
 
 def test_the_champion_being_the_candidate_is_no_worse_without_a_bootstrap(
