@@ -145,3 +145,13 @@ def test_the_walkthrough_leaves_a_clean_repository_and_a_readable_list(walk: Wal
     assert "better +0.0042" in rows["v1.1.0"] and "prod" in rows["v1.1.0"]
     assert "worse -0.0253 (forced)" in rows["v1.2.0"]
     assert "no_champion" in rows["v1.0.0"]
+
+
+def test_dvc_shows_the_gate_as_metric_columns(walk: Walk) -> None:
+    shown = run("dvc", "exp", "show", "--json", cwd=walk.repo).stdout
+    summary = {"verdict": "worse", "delta": -0.025269, "low": -0.030748, "high": -0.019199}
+    assert json.dumps({"data": summary}) in shown
+    table = run("dvc", "metrics", "show", "metrics/gate.json", cwd=walk.repo).stdout
+    header, row = table.splitlines()
+    assert header.split() == ["Path", "delta", "high", "low", "verdict"]
+    assert row.split() == ["metrics/gate.json", "-0.02527", "-0.0192", "-0.03075", "worse"]
