@@ -21,6 +21,7 @@ image: bundle
 		--build-arg BUNDLE_SHA256=$$digest \
 		-t $(IMAGE):$$version -t $(IMAGE):$(REF) .
 
+# Replaces build/bundle only when it is one of modelops' own bundles, and only once the new one is
+# verified; anything else there is refused, never deleted.
 bundle:
-	rm -rf $(BUNDLE)
 	modelops registry bundle $(REF) --out $(BUNDLE)

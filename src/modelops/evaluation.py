@@ -35,6 +35,27 @@ from modelops.schema import Target, scored_classes
 MAX_CURVE_POINTS = 200
 _DIGITS = 6
 
+Direction = Literal["higher", "lower"]
+# Which way is better for each metric `classification_metrics` writes: the table the champion gate
+# reads for `gate.metric`. The other keys (NOT_SCORES) describe the rows or the decision rule.
+DIRECTIONS: dict[str, Direction] = {
+    "roc_auc": "higher",
+    "roc_auc_macro": "higher",
+    "roc_auc_weighted": "higher",
+    "average_precision": "higher",
+    "average_precision_macro": "higher",
+    "average_precision_weighted": "higher",
+    "log_loss": "lower",
+    "brier": "lower",
+    "accuracy": "higher",
+    "f1": "higher",
+    "f1_macro": "higher",
+    "f1_weighted": "higher",
+    "precision": "higher",
+    "recall": "higher",
+}
+NOT_SCORES = frozenset({"n_test", "threshold", "positive_rate"})
+
 
 def predict_labels(
     proba: npt.NDArray[np.float64], classes: Sequence[Any], positive: Any, threshold: float

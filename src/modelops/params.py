@@ -155,6 +155,19 @@ class DriftParams(_Params, frozen=True, forbid_unknown_fields=True):
             )
 
 
+class GateParams(_Params, frozen=True, forbid_unknown_fields=True):
+    """The champion gate: which stage's model a candidate must not be worse than, by which metric
+    (evaluation.DIRECTIONS says which way is better) and with what tolerance and confidence."""
+
+    against: str = "prod"  # a registry stage name (checked by the registry's stage-name rule)
+    metric: str = "roc_auc"  # a metric evaluate writes for this target
+    # In the metric's own units: how much worse a candidate may be and still count as no worse.
+    min_delta: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.005
+    confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.999)] = 0.95
+    # Fewer resamples cannot place the tails of a 95% interval.
+    bootstrap: Annotated[int, msgspec.Meta(ge=100, le=100_000)] = 1000
+
+
 class Params(_Params, frozen=True, forbid_unknown_fields=True):
     base: BaseParams = BaseParams()
     generate: GenerateParams = GenerateParams()
@@ -163,6 +176,7 @@ class Params(_Params, frozen=True, forbid_unknown_fields=True):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     drift: DriftParams = DriftParams()
+    gate: GateParams = GateParams()
 
 
 def parse(text: bytes | str, source: str = str(PARAMS_FILE)) -> Params:

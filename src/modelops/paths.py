@@ -16,6 +16,10 @@ SCHEMA = PREPARED_DIR / "schema.yaml"
 SCENARIOS = DATA / "scenarios"  # generate's demo drift batches, one <scenario>.parquet each
 INCOMING = DATA / "incoming"  # the prediction log's home; point params drift.incoming here
 
+# Written by `modelops registry` whenever a stage changes hands: the version (and model md5) each
+# stage holds. The compare stage depends on the entry for params' gate.against.
+CHAMPIONS = Path("champions.yaml")
+
 MODELS = Path("models")
 MODEL = MODELS / "model.joblib"
 CARD = MODELS / "card.json"
@@ -30,6 +34,8 @@ CALIBRATION_PLOTS = PLOTS / "calibration"
 CONFUSION_PLOT = PLOTS / "confusion.json"
 IMPORTANCE_PLOT = PLOTS / "importance.json"
 DRIFT = METRICS_DIR / "drift.json"
+COMPARE = METRICS_DIR / "compare.json"  # the candidate against the champion, in full
+GATE = METRICS_DIR / "gate.json"  # its summary as DVC metrics: verdict, difference, interval
 DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
 
 

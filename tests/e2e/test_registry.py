@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import yaml
 from modelops import cli, files, registry
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import bundle, git
-from tests.conftest import copy_repo, edit_file, run
+from tests.conftest import copy_repo, edit_file, run, tool_env
 
 pytestmark = pytest.mark.usefixtures("tool_environ")
 
@@ -457,7 +458,9 @@ def test_bundle_is_verified_against_the_card_and_the_commits_lock(
     code, text, _ = modelops(repo, capsys, "bundle", "prod", "--out", str(out))
     assert code == 0 and "verified" in text
 
-    manifest, card = bundle.verify_bundle(out)
+    digest = bundle.manifest_sha256(out)
+    checked = bundle.verify(out, digest)
+    manifest, card = checked.manifest, checked.card
     assert (manifest.name, manifest.version, manifest.commit, manifest.stages) == (
         NAME,
         "v1.0.0",
@@ -471,20 +474,22 @@ def test_bundle_is_verified_against_the_card_and_the_commits_lock(
     assert sorted(p.name for p in out.iterdir()) == sorted([bundle.MANIFEST, *bundle.CONTENTS])
     assert all(os.access(p, os.R_OK) for p in out.iterdir())
 
-    # The loader gets every digest it needs from one read of each file.
+    # The loader hashes each file once: the small ones when it verifies the bundle, the model as
+    # it reads the bytes it unpickles.
     hashed: list[str] = []
     real_sha256 = files.sha256
     monkeypatch.setattr(files, "sha256", lambda p: hashed.append(Path(p).name) or real_sha256(p))
-    verified = bundle.verify(out)
-    assert sorted(hashed) == sorted(bundle.CONTENTS)
-    assert verified.digests == manifest.files
+    verified = bundle.verify(out, digest)
+    assert sorted(hashed) == sorted(f for f in bundle.CONTENTS if f != bundle.MODEL)
+    data = bundle.read_model(out, verified)
     assert verified.model_sha256 == card.artifact.sha256 == sha256(out / "model.joblib")
+    assert hashlib.sha256(data).hexdigest() == card.artifact.sha256
 
     # A model file modified after bundling is refused by the loader's check.
     with (out / "model.joblib").open("ab") as f:
         f.write(b"tampered")
     with pytest.raises(ArtifactIntegrityError, match="does not match the manifest"):
-        bundle.verify_bundle(out)
+        bundle.read_model(out, verified)
 
 
 def test_bundle_rejects_a_tampered_model_in_the_cache_and_writes_nothing(
@@ -545,3 +550,222 @@ def test_the_console_script_reports_errors_on_stderr_with_status_1(repo: Path) -
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.startswith("error: churn has no version 'v7.0.0'")
+
+
+def tree(directory: Path) -> dict[str, bytes | None]:
+    """Every entry under `directory`, hidden ones too: path -> bytes (None for a directory)."""
+    return {
+        str(p.relative_to(directory)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+def test_bundle_never_deletes_files_it_did_not_write(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    deploy = tmp_path / "deploy"
+    # A file merely named bundle.json does not make a directory a bundle.
+    mine = deploy / "mine"
+    (mine / "keep").mkdir(parents=True)
+    (mine / "bundle.json").write_text('{"notes": "mine"}\n')
+    (mine / "precious.txt").write_text("keep me\n")
+    (mine / "keep" / "data.csv").write_text("a,b\n")
+    before = tree(deploy)
+    code, out, err = modelops(repo, capsys, "bundle", "prod", "--out", str(mine))
+    assert code == 1 and out == ""
+    assert f"refusing to write the bundle into {mine}" in err and "not a bundle manifest" in err
+    assert tree(deploy) == before
+
+    # A real bundle with something of the user's added is not only a bundle any more.
+    out_dir = deploy / "bundle"
+    assert modelops(repo, capsys, "bundle", "prod", "--out", str(out_dir))[0] == 0
+    (out_dir / "notes.txt").write_text("my notes\n")
+    before = tree(deploy)
+    code, _, err = modelops(repo, capsys, "bundle", "prod", "--out", str(out_dir))
+    assert code == 1 and "notes.txt" in err and "not written by `modelops registry bundle`" in err
+    assert tree(deploy) == before
+
+    # Its own bundle is replaced as a whole, and nothing beside it is touched (not even a
+    # directory named like the one an earlier version used for the swap).
+    (out_dir / "notes.txt").unlink()
+    (deploy / ".bundle.old").mkdir()
+    (deploy / ".bundle.old" / "yours.txt").write_text("yours\n")
+    code, text, _ = modelops(repo, capsys, "bundle", "v1.1.0", "--out", str(out_dir))
+    assert code == 0 and "bundled churn v1.1.0" in text
+    assert bundle.verify(out_dir, bundle.manifest_sha256(out_dir)).manifest.version == "v1.1.0"
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([bundle.MANIFEST, *bundle.CONTENTS])
+    assert sorted(p.name for p in deploy.iterdir()) == [".bundle.old", "bundle", "mine"]
+    assert (deploy / ".bundle.old" / "yours.txt").read_text() == "yours\n"
+
+
+def test_a_bundle_that_fails_midway_leaves_the_previous_bundle_intact(
+    repo: Path, template: Template, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "deploy" / "bundle"
+    assert modelops(repo, capsys, "bundle", "v1.1.0", "--out", str(out_dir))[0] == 0
+    before = tree(out_dir.parent)
+    digest = lock_md5(repo, template.first)
+    (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
+    code, _, err = modelops(repo, capsys, "bundle", "v1.0.0", "--out", str(out_dir))
+    assert code == 1 and "not in the local DVC cache" in err
+    assert tree(out_dir.parent) == before
+    assert bundle.verify(out_dir, bundle.manifest_sha256(out_dir)).manifest.version == "v1.1.0"
+
+
+# ------------------------------------------------------------------------- stage names, pipes
+
+
+def test_promote_refuses_a_stage_name_differing_from_lower_case(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.0.0", "prod", repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "promote", "v1.1.0", "--stage", "PROD")
+    assert code == 1 and "lower case" in err and "'prod'" in err
+    assert tags(repo) == before and registry.read(repo).stages == {"prod": "v1.0.0"}
+
+
+def test_a_repository_gto_gave_prod_and_PROD_stays_readable(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("gto", "assign", NAME, "churn@v1.0.0", "--stage", "PROD", cwd=repo)
+    run("gto", "assign", NAME, "churn@v1.1.0", "--stage", "prod", cwd=repo)
+    assert registry.read(repo).stages == {"PROD": "v1.0.0", "prod": "v1.1.0"}
+    assert_agrees_with_gto(repo)
+    code, out, err = modelops(repo, capsys, "list")
+    assert code == 0 and "stages: PROD=v1.0.0, prod=v1.1.0" in out
+    assert "warning: stages PROD and prod differ only in case" in err
+    code, out, _ = modelops(repo, capsys, "bundle", "PROD", "--out", str(tmp_path / "b"))
+    assert code == 0 and "bundled churn v1.0.0" in out
+
+
+def test_a_closed_pipe_ends_a_command_quietly(repo: Path) -> None:
+    # Enough versions that `list` writes more than a pipe holds: it is still writing when
+    # `head` has read its line and gone.
+    for i in range(2, 700):
+        run("git", "tag", "-a", "-m", "bulk", f"churn@v1.{i}.0", "HEAD", cwd=repo)
+    listing = subprocess.Popen(
+        ["modelops", "registry", "list"],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    head_proc = subprocess.Popen(
+        ["head", "-1"], stdin=listing.stdout, stdout=subprocess.PIPE, env=tool_env()
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()
+    first, _ = head_proc.communicate(timeout=120)
+    err = listing.stderr.read()
+    listing.stderr.close()
+    assert listing.wait(timeout=120) == cli.CLOSED_PIPE_STATUS
+    assert first.decode().startswith("churn: 700 version(s)")
+    assert err == b""
+
+
+# ------------------------------------------------------------------------- the champion gate
+
+
+def champions_yaml(repo: Path) -> dict[str, object]:
+    return yaml.safe_load((repo / "champions.yaml").read_text())
+
+
+def dvc_status(repo: Path) -> dict[str, object]:
+    return json.loads(run("dvc", "status", "--json", cwd=repo).stdout or "{}")
+
+
+def test_a_change_of_stage_is_recorded_for_the_compare_stage_which_only_prod_reruns(
+    repo: Path, template: Template, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert champions_yaml(repo) == {"prod": None} and dvc_status(repo) == {}
+    code, out, _ = modelops(repo, capsys, "promote", "v1.1.0", "--stage", "staging")
+    assert code == 0 and "champions.yaml rewritten (who holds each stage): commit it" in out
+    staging = {"version": "v1.1.0", "commit": template.second, "model_md5": lock_md5(repo, "HEAD")}
+    assert champions_yaml(repo) == {"prod": None, "staging": staging}
+    assert dvc_status(repo) == {}  # compare judges against prod: nothing to re-run
+
+    code, out, _ = modelops(repo, capsys, "promote", "v1.0.0", "--stage", "prod")
+    assert code == 0 and "the compare stage's champion changed; `dvc repro`, then commit" in out
+    assert champions_yaml(repo)["prod"] == {
+        "version": "v1.0.0",
+        "commit": template.first,
+        "model_md5": lock_md5(repo, template.first),
+    }
+    assert "champions.yaml" in json.dumps(dvc_status(repo)["compare"])
+
+    code, out, _ = modelops(repo, capsys, "deregister", "v1.0.0", "--force")
+    assert code == 0 and champions_yaml(repo)["prod"] is None
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-q", "-m", message, cwd=repo)
+
+
+def test_register_refuses_a_comparison_made_against_another_champion(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # prod changes hands outside modelops: champions.yaml does not know.
+    run("gto", "assign", NAME, "churn@v1.0.0", "--stage", "prod", cwd=repo)
+    edit_file(repo / "params.yaml", "max_iter: 120", "max_iter: 160")
+    run("dvc", "repro", "-q", cwd=repo)
+    commit_all(repo, "more boosting iterations")
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "judged the candidate against no champion for stage 'prod'" in err
+    assert "v1.0.0 holds it now" in err and "modelops registry sync" in err
+    assert tags(repo) == before
+
+    code, out, _ = modelops(repo, capsys, "sync")
+    assert code == 0 and "champions.yaml: written (prod=v1.0.0)" in out
+    assert "champions.yaml: up to date (prod=v1.0.0)" in modelops(repo, capsys, "sync")[1]
+    run("dvc", "repro", "-q", cwd=repo)
+    commit_all(repo, "compare against prod v1.0.0")
+    code, out, err = modelops(repo, capsys, "register")
+    assert code == 0, err
+    assert "gate: no_worse against v1.0.0 (holding prod) on roc_auc" in out
+
+
+def test_register_needs_the_comparison_dvc_lock_records(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compare = repo / "metrics" / "compare.json"
+    text = compare.read_text()
+    compare.write_text(text.replace('"verdict": "no_champion"', '"verdict": "better"'))
+    commit_all(repo, "a comparison edited by hand")
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "metrics/compare.json at HEAD is not the one dvc.lock records" in err
+
+    run("git", "rm", "-q", "metrics/compare.json", cwd=repo)
+    run("git", "commit", "-q", "-m", "no comparison", cwd=repo)
+    code, _, err = modelops(repo, capsys, "register")
+    assert code == 1 and "metrics/compare.json at HEAD is not committed" in err
+
+
+def test_force_needs_a_reason_and_a_refusal_to_override(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("git", "commit", "-q", "--allow-empty", "-m", "docs only", cwd=repo)
+    before = tags(repo)
+    code, _, err = modelops(repo, capsys, "register", "--force")
+    assert code == 1 and "--force and --reason go together" in err
+    code, _, err = modelops(repo, capsys, "register", "--force", "--reason", "because")
+    assert code == 1 and "lets this candidate in (no_champion); --force is not needed" in err
+    assert tags(repo) == before
+
+
+def test_list_shows_each_verdict_within_100_columns_and_diff_puts_them_side_by_side(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.promote("v1.1.0", "prod", repo)
+    registry.promote("v1.0.0", "staging", repo)
+    code, text, _ = modelops(repo, capsys, "list")
+    assert code == 0 and all(len(line) <= 100 for line in text.splitlines()), text
+    assert "GATE" in text and text.count("no_champion") == 2
+    code, text, _ = modelops(repo, capsys, "diff", "v1.0.0", "v1.1.0")
+    assert code == 0
+    gate_rows = text[text.index("\ngate ") :].splitlines()
+    assert any(r.split()[:3] == ["verdict", "no_champion", "no_champion"] for r in gate_rows)
+    assert any(r.split()[:3] == ["champion", "none", "(prod)"] for r in gate_rows)

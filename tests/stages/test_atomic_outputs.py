@@ -32,6 +32,7 @@ LAST_WRITE = {
     "prepare": paths.SCHEMA.name,
     "train": paths.CARD.name,
     "evaluate": paths.METRICS.name,
+    "compare": paths.GATE.name,
     "profile": paths.PROFILE.name,
     "drift": paths.DRIFT.name,
 }
@@ -61,13 +62,15 @@ def listing(directories: set[Path]) -> dict[Path, list[str]]:
 
 @pytest.fixture(scope="module")
 def finished(trained_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the trained workspace where the drift stage has run too: every stage's outputs."""
+    """A copy of the trained workspace where compare (no champion yet) and drift have run too:
+    every stage's outputs."""
     root = tmp_path_factory.mktemp("finished") / "ws"
     shutil.copytree(trained_workspace, root)
+    shutil.copy(REPO / paths.CHAMPIONS, root / paths.CHAMPIONS)
     cwd = Path.cwd()
     os.chdir(root)
     try:
-        run_stages(["drift"])
+        run_stages(["compare", "drift"])
     finally:
         os.chdir(cwd)
     return root

@@ -92,3 +92,34 @@ def test_the_servers_label_rule_is_the_evaluated_one(classes: list[Any]) -> None
     assert Decision.of(target, {}).labels(proba, classes) == [
         classes[i] for i in np.argmax(proba, axis=1)
     ]
+
+
+def multiclass_case(n: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(0, 1, (n, 3)) + 2.0 * np.eye(3)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, proba
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass"])
+def test_every_metric_written_has_a_direction_or_is_not_a_score(case: str) -> None:
+    y, proba = binary_case() if case == "binary" else multiclass_case()
+    classes = [0, 1] if case == "binary" else [0, 1, 2]
+    written = set(evaluation.classification_metrics(y, proba, classes, 1, 0.5))
+    assert written <= set(evaluation.DIRECTIONS) | evaluation.NOT_SCORES
+    assert not set(evaluation.DIRECTIONS) & evaluation.NOT_SCORES
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass"])
+def test_each_direction_prefers_the_informed_model_over_a_blind_one(case: str) -> None:
+    y, proba = binary_case() if case == "binary" else multiclass_case()
+    classes = [0, 1] if case == "binary" else [0, 1, 2]
+    # Every row gets the class shares: ranks nothing, predicts one class.
+    blind = np.tile(np.bincount(y, minlength=len(classes)) / len(y), (len(y), 1))
+    informed = evaluation.classification_metrics(y, proba, classes, 1, 0.5)
+    uninformed = evaluation.classification_metrics(y, blind, classes, 1, 0.5)
+    for metric, direction in evaluation.DIRECTIONS.items():
+        if metric in informed:
+            better = informed[metric] > uninformed[metric]
+            assert better if direction == "higher" else not better, metric

@@ -264,6 +264,35 @@ def test_stage_names_follow_gto_and_are_not_latest(stage: str) -> None:
         tags.check_stage_name(stage, "churn")
 
 
+@pytest.mark.parametrize("stage", ["PROD", "Prod", "eu/Prod", "STAGING-2"])
+def test_stage_names_are_lower_case_so_prod_and_PROD_cannot_be_two_stages(stage: str) -> None:
+    assert gto.constants.name_re.match(stage)  # GTO itself would write it
+    with pytest.raises(RegistryError, match=r"lower case.*GTO's name rule") as err:
+        tags.check_stage_name(stage, "churn")
+    assert f"'{stage.lower()}'" in str(err.value)
+
+
+@pytest.mark.parametrize("stage", ["prod", "staging", "eu/prod_2", "canary-1", "p"])
+def test_lower_case_stage_names_in_gtos_grammar_are_accepted(stage: str) -> None:
+    tags.check_stage_name(stage, "churn")
+
+
+def test_a_registry_with_stages_differing_only_in_case_is_read_as_gto_reads_it() -> None:
+    # Written by another tool (GTO accepts both): two stages, and a warning naming them.
+    reg = three_versions(tag("churn#PROD#1", C1, 400), tag("churn#prod#2", C2, 500))
+    assert reg.stages == {"PROD": "v1.0.0", "prod": "v1.1.0"}
+    assert tags.resolve(reg, "PROD").version == "v1.0.0"
+    assert tags.resolve(reg, "prod").version == "v1.1.0"
+    assert tags.case_clashes(reg) == [["PROD", "prod"]]
+    assert tags.case_clashes(three_versions(tag("churn#prod#1", C1, 400))) == []
+
+
+def test_a_stage_asked_for_in_the_wrong_case_is_named() -> None:
+    reg = three_versions(tag("churn#prod#1", C1, 400))
+    with pytest.raises(RegistryError, match="stage names are lower case: did you mean 'prod'"):
+        tags.resolve(reg, "Prod")
+
+
 def test_a_rollback_is_read_from_its_trailer() -> None:
     def event(message: str) -> tags.Event:
         return tags.Event(
@@ -273,3 +302,13 @@ def test_a_rollback_is_read_from_its_trailer() -> None:
     assert tags.is_rollback(event(tags.rollback_trailer("roll back prod", "rollback")))
     assert not tags.is_rollback(event(tags.rollback_trailer("promote v1.0.0", "promote")))
     assert not tags.is_rollback(event("talks about Modelops-Operation: rollback inline"))
+
+
+def test_an_override_reason_is_one_trailer_line_read_back_from_the_message() -> None:
+    trailer = tags.override_trailer("a baseline for\n  the latency tests ")
+    assert trailer == "Modelops-Gate-Override: a baseline for the latency tests"
+    message = f"register churn v1.2.0: hist_gradient_boosting\ngate: worse ...\n\n{trailer}"
+    assert tags.override_reason(message) == "a baseline for the latency tests"
+    assert tags.override_reason("register churn v1.2.0: mentions Modelops-Gate-Override") is None
+    with pytest.raises(RegistryError, match="--reason must say why"):
+        tags.override_trailer(" \n ")

@@ -6,11 +6,13 @@ The logic lives in modelops.registry; this module parses arguments and prints.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelops import paths, registry
 from modelops.cli.output import print_json, table
+from modelops.errors import RegistryError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -46,6 +48,7 @@ def add_parser(commands: _Actions) -> None:
         _add_deregister,
         _add_diff,
         _add_bundle,
+        _add_sync,
     ):
         add(sub, common)
 
@@ -77,6 +80,12 @@ def _add_register(sub: _Actions, common: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--version", dest="new_version", help="exact version, e.g. v2.0.0")
     p.add_argument("-m", "--message", help="annotation of the version tag")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="register although the champion gate says `worse` (needs --reason)",
+    )
+    p.add_argument("--reason", help="why the gate is overridden; kept in the version tag")
     p.set_defaults(handler=_register)
 
 
@@ -123,16 +132,38 @@ def _add_bundle(sub: _Actions, common: argparse.ArgumentParser) -> None:
         "bundle", parents=[common], help="write a version's verified model bundle to a directory"
     )
     p.add_argument("ref", help="version (v1.2.0) or stage (prod)")
-    p.add_argument("--out", type=Path, required=True, help="bundle directory (created or replaced)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="bundle directory: new, empty, or an earlier bundle (replaced as a whole)",
+    )
     p.set_defaults(handler=_bundle)
 
 
+def _add_sync(sub: _Actions, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "sync",
+        parents=[common],
+        help=f"write {paths.CHAMPIONS} from the tags (after tags moved outside modelops)",
+        description=f"Write {paths.CHAMPIONS}, the compare stage's record of the version holding "
+        "each stage, from the registry's tags as they are now: after `git fetch --tags`, "
+        "`gto assign` or a promotion made elsewhere.",
+    )
+    p.set_defaults(handler=_sync)
+
+
 def _data_cell(data: dict[str, DataFingerprint]) -> str:
-    raw, train = data.get("raw"), data.get("train")
-    if raw is None:
+    raw = data.get("raw")
+    return "-" if raw is None else raw.md5[:8]
+
+
+def _gate_cell(s: registry.lineage.Summary) -> str:
+    """The verdict and the difference in the gate metric (the champion is in `show`)."""
+    if s.gate is None:
         return "-"
-    rows = f" ({train.rows} train rows)" if train is not None and train.rows is not None else ""
-    return f"{raw.md5[:8]}{rows}"
+    delta = "" if s.gate.delta is None else f" {s.gate.delta:+.4f}"
+    return f"{s.gate.verdict}{delta}" + (" (forced)" if s.gate_override else "")
 
 
 def _event_line(e: registry.Event) -> list[object]:
@@ -151,26 +182,34 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(found)
         return 0
+    for names in found.case_clashes:
+        print(
+            f"warning: stages {' and '.join(names)} differ only in case; another tool wrote them "
+            "and they are separate stages (for GTO too). modelops writes lower-case stage names "
+            "only: promote to the lower-case one, and release the others with `gto unassign`",
+            file=sys.stderr,
+        )
     if not found.versions:
         print(f"{found.name}: no versions yet; register one with `modelops registry register`")
         return 0
-    metric_keys = [k for k in _KEY_METRICS if any(k in s.metrics for s in found.versions)][:3]
+    # One key metric and no date (the history below has them), so a row fits 100 columns.
+    metric_keys = [k for k in _KEY_METRICS if any(k in s.metrics for s in found.versions)][:1]
     rows = [
         [
             s.version.version,
-            s.version.date,
             s.version.commit[:8],
             "deregistered" if s.version.deregistered else ", ".join(s.version.stages) or "-",
             *[s.metrics.get(k) for k in metric_keys],
+            _gate_cell(s),
             _UNREADABLE if s.card_unreadable else s.estimator,
             _data_cell(s.data),
         ]
         for s in found.versions
     ]
-    headers = ["VERSION", "DATE", "COMMIT", "STAGES", *[k.upper() for k in metric_keys]]
+    headers = ["VERSION", "COMMIT", "STAGES", *[k.upper() for k in metric_keys], "GATE"]
     stages = ", ".join(f"{s}={v}" for s, v in found.stages.items()) or "none assigned"
     print(f"{found.name}: {len(found.versions)} version(s); stages: {stages}\n")
-    print(table([*headers, "ESTIMATOR", "DATA (raw md5)"], rows))
+    print(table([*headers, "ESTIMATOR", "RAW DATA"], rows))
     for s in found.versions:
         if s.card_unreadable:
             print(f"  {s.version.version}: {_UNREADABLE}: {s.card_unreadable}")
@@ -198,7 +237,10 @@ def _show(args: argparse.Namespace) -> int:
     print(f"{v.tag}  ({state})")
     print(f"  commit      {v.commit}")
     print(f"  registered  {v.date} by {v.author}")
-    print(f"  message     {v.message}")
+    first, *rest = v.message.splitlines() or [""]
+    print(f"  message     {first}")
+    for line in rest:
+        print(f"              {line}".rstrip())
     if lin.card is not None:
         _print_card(lin.card)
     elif lin.card_unreadable:
@@ -207,6 +249,7 @@ def _show(args: argparse.Namespace) -> int:
         print("\n(no model card in this commit)")
     print("\nmetrics")
     print(table(["METRIC", "VALUE"], list((lin.metrics or {}).items()), "  "))
+    _print_gate(lin)
     print(f"\nparams (params.yaml at {v.commit[:8]})")
     print(table(["KEY", "VALUE"], list(registry.flatten(lin.params or {}).items()), "  "))
     print("\ndvc.lock")
@@ -228,6 +271,19 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_gate(lin: registry.Lineage) -> None:
+    print(f"\ngate ({paths.COMPARE} at {lin.version.commit[:8]})")
+    if lin.gate is not None:
+        for line in lin.gate.lines():
+            print(f"  {line}")
+    elif lin.gate_unreadable:
+        print(f"  (unreadable: {lin.gate_unreadable})")
+    else:
+        print("  (none: registered before this repository had the compare stage)")
+    if lin.gate_override:
+        print(f"  registered although the gate refused it; reason: {lin.gate_override}")
+
+
 def _print_card(card: Card) -> None:
     art = card.artifact
     print("\nmodel")
@@ -246,11 +302,30 @@ def _print_card(card: Card) -> None:
 
 
 def _register(args: argparse.Namespace) -> int:
-    v = registry.register(args.repo, bump=args.bump, version=args.new_version, message=args.message)
+    if args.force != (args.reason is not None):
+        raise RegistryError("--force and --reason go together: say why the gate is overridden")
+    v = registry.register(
+        args.repo,
+        bump=args.bump,
+        version=args.new_version,
+        message=args.message,
+        force_reason=args.reason,
+    )
     print(f"registered {v.tag} at commit {v.commit[:8]}")
+    gate = registry.show(v.version, args.repo).gate
+    if gate is not None:
+        print(
+            f"  {gate.headline()}" + (" (forced: the reason is in the tag)" if args.force else "")
+        )
     print(f"  next: modelops registry promote {v.version} --stage <stage>")
     print(f"  share: git push origin {v.tag}")
     return 0
+
+
+def _champions_note(path: Path, gated: bool) -> str:
+    if gated:
+        return f"  {path} rewritten: the compare stage's champion changed; `dvc repro`, then commit"
+    return f"  {path} rewritten (who holds each stage): commit it"
 
 
 def _print_transition(t: registry.Transition, verb: str) -> None:
@@ -258,6 +333,7 @@ def _print_transition(t: registry.Transition, verb: str) -> None:
     print(f"{verb}: {t.name} {t.version} now holds {t.stage}{was}")
     print(f"  tags: {', '.join(t.tags)}")
     print(f"  share: git push origin {' '.join(t.tags)}")
+    print(_champions_note(t.champions, t.gated))
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -276,6 +352,7 @@ def _deregister(args: argparse.Namespace) -> int:
     print(f"deregistered {d.name}@{d.version}{released}")
     print(f"  tag: {d.tag}")
     print(f"  share: git push origin {d.tag}")
+    print(_champions_note(d.champions, d.gated))
     return 0
 
 
@@ -312,6 +389,8 @@ def _diff(args: argparse.Namespace) -> int:
     )
     for tag, reason in d.card_unreadable.items():
         print(f"  {tag}: {_UNREADABLE}: {reason}")
+    print("\ngate (each version against the champion it was registered against)")
+    print(table(["WHAT", d.a, d.b], [[r.key, r.a, r.b] for r in d.gate], "  "))
     return 0
 
 
@@ -324,4 +403,17 @@ def _bundle(args: argparse.Namespace) -> int:
     print("  model.joblib verified: sha256 matches the card, md5 matches the commit's dvc.lock")
     for name, digest in m.files.items():
         print(f"  {name:<13} sha256 {digest}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    synced = registry.sync(args.repo)
+    held = ", ".join(
+        f"{stage}={ref.version if ref else '-'}" for stage, ref in synced.holders.items()
+    )
+    if not synced.changed:
+        print(f"{synced.path}: up to date ({held})")
+        return 0
+    print(f"{synced.path}: written ({held})")
+    print("  commit it; `dvc repro` re-runs compare if the stage it judges against changed hands")
     return 0

@@ -2,11 +2,14 @@
 
 tags: the tag grammar and the registry it describes (pure) · git: plumbing · lineage: what a
 version is made of, typed on `card.Card` · versions: register, promote, rollback, deregister ·
-bundle: a version materialised and verified (imported on its own: it loads the card's libraries).
+champions: champions.yaml (who holds each stage, for the compare stage) and the gate's check at
+registration · bundle: a version materialised and verified (imported on its own: it loads the
+card's libraries).
 """
 
 from __future__ import annotations
 
+from modelops.registry.champions import Synced, sync
 from modelops.registry.lineage import Diff, Lineage, Listing, diff, flatten, listing, read, show
 from modelops.registry.tags import BUMPS, Event, Registry, Version, is_rollback, resolve
 from modelops.registry.versions import (
@@ -26,6 +29,7 @@ __all__ = [
     "Lineage",
     "Listing",
     "Registry",
+    "Synced",
     "Transition",
     "Version",
     "deregister",
@@ -39,4 +43,5 @@ __all__ = [
     "resolve",
     "rollback",
     "show",
+    "sync",
 ]

@@ -17,6 +17,11 @@ hashes the model's bytes once, the very bytes that get unpickled.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from modelops.card import Card, load_card
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import git
 from modelops.registry.lineage import DVC_LOCK, model_md5, parse_lock, read, read_card
-from modelops.registry.tags import Version, resolve
+from modelops.registry.tags import resolve
 
 MANIFEST = "bundle.json"
 MODEL = "model.joblib"
@@ -155,16 +160,36 @@ def _compare(path: Path, actual: str, expected: str | None) -> None:
 # ------------------------------------------------------------------------------------ materialise
 
 
+class Pinned(msgspec.Struct, frozen=True):
+    """A version by name, number and commit: what a bundle is made of."""
+
+    name: str
+    version: str
+    commit: str
+    stages: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
 def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
     """Write the bundle of the version `ref` names into `out`, verified against its commit.
 
     model.joblib comes from the DVC cache or remote; its md5 must equal the one in the tagged
     commit's dvc.lock and its sha256 the one in the card. `out` is replaced only when all is well.
     """
-    repo, out = Path(repo), Path(out)
+    repo = Path(repo)
     v = resolve(read(repo), ref)
     if v.deregistered:
         raise RegistryError(f"{v.tag} is deregistered; bundle a registered version instead")
+    return materialise_pinned(Pinned(v.name, v.version, v.commit, list(v.stages)), out, repo)
+
+
+def materialise_pinned(v: Pinned, out: Path, repo: Path = Path(".")) -> Manifest:
+    """`materialise` for a version already resolved to its commit, which needs no tag: a temporary
+    DVC experiment's copy of the repository has the commits but not the tags."""
+    repo, out = Path(repo), Path(out)
     committed = _committed_files(repo, v)
     lock_md5 = model_md5(parse_lock(committed.pop(DVC_LOCK.name), v.tag), v.tag)
     card, unreadable = read_card(committed[CARD])
@@ -180,7 +205,7 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
         )
     _check_bundle_target(out)
 
-    with files.atomic_dir(out) as tmp:
+    with _replacing(out) as tmp:
         for name, blob in committed.items():
             (tmp / name).write_bytes(blob)
         _fetch_model(repo, v, lock_md5, tmp / MODEL)
@@ -194,7 +219,7 @@ def materialise(ref: str, out: Path, repo: Path = Path(".")) -> Manifest:
     return manifest
 
 
-def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
+def _committed_files(repo: Path, v: Pinned) -> dict[str, bytes]:
     """Bundle file name -> bytes at the version's commit (and dvc.lock), all of them or an error."""
     wanted = {
         CARD: paths.CARD,
@@ -203,6 +228,11 @@ def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
         DVC_LOCK.name: DVC_LOCK,
     }
     blobs = git.read_files(repo, v.commit, list(wanted.values()))
+    if not any(blobs) and not git.has_commit(repo, v.commit):
+        raise RegistryError(
+            f"{v.tag}: commit {v.commit[:8]} is not in this repository; fetch it "
+            "(`git fetch --tags`) and run again"
+        )
     found: dict[str, bytes] = {}
     for (name, path), blob in zip(wanted.items(), blobs, strict=True):
         if blob is None:
@@ -214,18 +244,74 @@ def _committed_files(repo: Path, v: Version) -> dict[str, bytes]:
 
 
 def _check_bundle_target(out: Path) -> None:
-    if out.exists() and not out.is_dir():
+    """Refuse `out` unless replacing it deletes nothing this command did not write: it is absent,
+    an empty directory, or one of our bundles (see `_not_our_bundle`)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RegistryError(
-            f"{out} exists and is not a directory; choose a directory for the bundle"
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise RegistryError(
-            f"refusing to replace {out}: it holds files and is not a bundle; "
+            f"refusing to write the bundle into {out}: it exists and is not a directory; "
             "choose a new or empty directory"
         )
+    why = _not_our_bundle(out) if out.is_dir() else None
+    if why is not None:
+        raise RegistryError(
+            f"refusing to write the bundle into {out}: {why}. Nothing was changed; choose a new "
+            "or empty directory, or move those files away"
+        )
 
 
-def _fetch_model(repo: Path, v: Version, md5: str, dest: Path) -> None:
+def _not_our_bundle(directory: Path) -> str | None:
+    """Why replacing `directory` could delete something not written by `materialise`; None when it
+    is empty or one of our bundles: bundle.json parses as a Manifest that names only bundle files,
+    and every other entry is a regular file (not a link) that the manifest names."""
+    entries = sorted(p.name for p in directory.iterdir())
+    if not entries:
+        return None
+    shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+    if MANIFEST not in entries:
+        return f"it holds files ({shown}) and no {MANIFEST}, so it is not a bundle"
+    try:
+        manifest = read_manifest(directory)
+    except ArtifactIntegrityError as exc:
+        return f"{MANIFEST} there is not a bundle manifest ({exc})"
+    foreign = sorted(set(manifest.files) - set(CONTENTS))
+    if foreign:
+        return f"its {MANIFEST} lists files a bundle never holds ({', '.join(foreign)})"
+    ours = {MANIFEST, *manifest.files}
+    extra = [
+        e
+        for e in entries
+        if e not in ours or (directory / e).is_symlink() or not (directory / e).is_file()
+    ]
+    if extra:
+        return f"it holds {', '.join(extra)}, not written by `modelops registry bundle`"
+    return None
+
+
+@contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """Yield an empty directory to fill; on success it takes the place of `out`, and the previous
+    bundle is removed only after that. A failure before leaves `out` exactly as it was.
+
+    The staging directory is private to this call (a fresh hidden sibling of `out`, on the same
+    file system); the old bundle is moved into it, never to a fixed name that a user's directory
+    could hold. Between the two renames `out` is briefly absent; a crash there leaves the old
+    bundle in the staging directory.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        new = staging / "new"
+        new.mkdir()
+        yield new
+        _check_bundle_target(out)  # again: nothing of a user's may have arrived meanwhile
+        if out.exists():
+            os.rename(out, staging / "old")
+        os.rename(new, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fetch_model(repo: Path, v: Pinned, md5: str, dest: Path) -> None:
     """Copy the model of `v` out of the DVC cache, or the default remote when the cache lacks it, and
     refuse it unless its md5 is the one the commit's dvc.lock records."""
     from dvc.api import DVCFileSystem  # heavy import, needed only here

@@ -116,6 +116,16 @@ def check_ref_format(tag: str) -> None:
         raise RegistryError(f"'{tag}' is not a valid git tag name; nothing was written")
 
 
+def has_commit(repo: Path, commit: str) -> bool:
+    proc = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
 def ref_exists(repo: Path, tag: str) -> bool:
     proc = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}"],

@@ -16,8 +16,19 @@ import msgspec
 from modelops import params as params_mod
 from modelops import paths
 from modelops.errors import RegistryError
+from modelops.gate import Comparison
+from modelops.gate import Summary as GateSummary
+from modelops.gate import decode as decode_comparison
 from modelops.registry import git
-from modelops.registry.tags import Event, Registry, Version, build_registry, resolve
+from modelops.registry.tags import (
+    Event,
+    Registry,
+    Version,
+    build_registry,
+    case_clashes,
+    override_reason,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from modelops.card import Card, DataFingerprint
@@ -34,6 +45,8 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     data: dict[str, DataFingerprint]  # card.data: name -> {path, md5, rows}
     artifact_sha256: str | None
     card_unreadable: str | None = None  # why card.json at the commit is not a Card
+    gate: GateSummary | None = None  # compare.json at the commit, if it has one this code reads
+    gate_override: str | None = None  # why it was registered although the gate refused it
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +54,7 @@ class Listing(msgspec.Struct, frozen=True, kw_only=True):
     versions: list[Summary]
     stages: dict[str, str]
     events: list[Event]
+    case_clashes: list[list[str]] = msgspec.field(default_factory=list)  # see tags.case_clashes
 
 
 class StageLock(msgspec.Struct, frozen=True):
@@ -61,6 +75,9 @@ class Lineage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     lock: dict[str, StageLock]  # dvc.lock: stage -> {deps, outs, params}
     history: list[Event]
     card_unreadable: str | None = None  # why card.json at the commit is not a Card
+    gate: Comparison | None = None  # metrics/compare.json at the commit
+    gate_unreadable: str | None = None  # why compare.json at the commit is not a Comparison
+    gate_override: str | None = None  # why it was registered although the gate refused it
 
 
 class DiffRow(msgspec.Struct, frozen=True):
@@ -76,6 +93,7 @@ class Diff(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     params: list[DiffRow]  # only the params that differ
     same_params: int
     data: list[DiffRow]  # data fingerprints, estimator and artifact hash
+    gate: list[DiffRow]  # each version's comparison with the champion it was gated against
     card_unreadable: dict[str, str] = msgspec.field(default_factory=dict)  # tag -> why
 
 
@@ -135,13 +153,18 @@ def parse_lock(blob: bytes, where: str) -> Lock:
 
 def model_md5(lock: Lock, where: str) -> str:
     """The md5 dvc.lock records for the model file."""
-    model = paths.MODEL.as_posix()
+    return out_md5(lock, paths.MODEL, where)
+
+
+def out_md5(lock: Lock, path: Path, where: str) -> str:
+    """The md5 dvc.lock records for the stage output `path`."""
+    wanted = path.as_posix()
     for body in lock.stages.values():
         for o in body.outs:
-            if o.path == model and o.md5:
+            if o.path == wanted and o.md5:
                 return o.md5
     raise RegistryError(
-        f"dvc.lock at {where} records no md5 for {model}; run `dvc repro` and commit dvc.lock"
+        f"dvc.lock at {where} records no md5 for {wanted}; run `dvc repro` and commit dvc.lock"
     )
 
 
@@ -153,6 +176,17 @@ def json_or_none(blob: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_comparison(blob: bytes | None) -> tuple[Comparison | None, str | None]:
+    """A committed compare.json as (Comparison, None); (None, why) when it is not one; (None, None)
+    when the commit has none (registered before the gate existed)."""
+    if blob is None:
+        return None, None
+    try:
+        return decode_comparison(blob), None
+    except msgspec.DecodeError as exc:
+        return None, str(exc)
 
 
 def yaml_or_none(blob: bytes | None) -> dict[str, Any] | None:
@@ -172,25 +206,32 @@ def listing(repo: Path | str = Path(".")) -> Listing:
     """Every version with its metrics, estimator and data fingerprints, read from the tagged commits."""
     repo = Path(repo)
     registry = read(repo)
-    specs = [
-        f"{v.commit}:{p.as_posix()}" for v in registry.versions for p in (paths.CARD, paths.METRICS)
-    ]
+    wanted = (paths.CARD, paths.METRICS, paths.COMPARE)
+    specs = [f"{v.commit}:{p.as_posix()}" for v in registry.versions for p in wanted]
     blobs = git.read_blobs(repo, specs)
     rows = []
     for i, v in enumerate(registry.versions):
-        card, unreadable = read_card(blobs[2 * i])
+        card_b, metrics_b, compare_b = blobs[3 * i : 3 * i + 3]
+        card, unreadable = read_card(card_b)
+        comparison = read_comparison(compare_b)[0]
         rows.append(
             Summary(
                 version=v,
                 estimator=card.estimator if card else None,
-                metrics=json_or_none(blobs[2 * i + 1]) or {},
+                metrics=json_or_none(metrics_b) or {},
                 data=dict(card.data) if card else {},
                 artifact_sha256=card.artifact.sha256 if card else None,
                 card_unreadable=unreadable,
+                gate=comparison.summary() if comparison else None,
+                gate_override=override_reason(v.message),
             )
         )
     return Listing(
-        name=registry.name, versions=rows, stages=registry.stages, events=registry.events
+        name=registry.name,
+        versions=rows,
+        stages=registry.stages,
+        events=registry.events,
+        case_clashes=case_clashes(registry),
     )
 
 
@@ -199,11 +240,14 @@ def show(ref: str, repo: Path | str = Path(".")) -> Lineage:
     repo = Path(repo)
     registry = read(repo)
     v = resolve(registry, ref)
-    card_b, metrics_b, params_b, lock_b = git.read_files(
-        repo, v.commit, [paths.CARD, paths.METRICS, params_mod.PARAMS_FILE, DVC_LOCK]
+    card_b, metrics_b, params_b, lock_b, compare_b = git.read_files(
+        repo,
+        v.commit,
+        [paths.CARD, paths.METRICS, params_mod.PARAMS_FILE, DVC_LOCK, paths.COMPARE],
     )
     lock = parse_lock(lock_b, v.tag) if lock_b is not None else Lock()
     card, unreadable = read_card(card_b)
+    comparison, gate_unreadable = read_comparison(compare_b)
     return Lineage(
         version=v,
         card=card,
@@ -219,6 +263,9 @@ def show(ref: str, repo: Path | str = Path(".")) -> Lineage:
         },
         history=[e for e in registry.events if e.version == v.version],
         card_unreadable=unreadable,
+        gate=comparison,
+        gate_unreadable=gate_unreadable,
+        gate_override=override_reason(v.message),
     )
 
 
@@ -249,6 +296,10 @@ def diff(a: str, b: str, repo: Path | str = Path(".")) -> Diff:
         params=[DiffRow(k, lp.get(k), rp.get(k)) for k in _union(lp, rp) if lp.get(k) != rp.get(k)],
         same_params=sum(1 for k in _union(lp, rp) if lp.get(k) == rp.get(k)),
         data=data,
+        gate=[
+            DiffRow(key, _gate_fact(left, key), _gate_fact(right, key))
+            for key in ("verdict", "champion", "metric", "delta", "interval", "override")
+        ],
         card_unreadable={
             side.version.tag: side.card_unreadable
             for side in (left, right)
@@ -293,6 +344,20 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[dotted] = value
     return out
+
+
+def _gate_fact(side: Lineage, key: str) -> Any:
+    """One fact of a version's comparison, for `diff`: None where it has no comparison."""
+    c = side.gate
+    if key == "override":
+        return side.gate_override
+    if c is None:
+        return None
+    if key == "champion":
+        return f"{c.champion.version} ({c.against})" if c.champion else f"none ({c.against})"
+    if key == "interval":
+        return [c.interval.low, c.interval.high] if c.interval else None
+    return getattr(c, key)
 
 
 def _fingerprint(entry: DataFingerprint | None) -> str | None:

@@ -33,6 +33,9 @@ _SEMVER = (
 )
 _FULLNAME_IN_TAG = f"(?P<dirname>[a-zA-Z0-9-_./]+=)?(?P<name>{_NAME})"
 NAME_RE = re.compile(f"^{_NAME}$")
+# The stage names modelops writes: GTO's name rule in lower case. GTO also accepts upper case, and
+# then `PROD` and `prod` are two stages (whose refs collide on a case-insensitive file system).
+STAGE_RE = re.compile(f"^{_NAME.replace('a-zA-Z', 'a-z')}$")
 TAG_RE = re.compile(
     f"^(?P<artifact>{_FULLNAME_IN_TAG})"
     f"(((#(?P<stage>{_NAME})|@(?P<version>v{_SEMVER}))(?P<cancel>!?))"
@@ -44,6 +47,9 @@ VERSION_RE = re.compile(f"^v{_SEMVER}$")
 # Marks the tags a rollback writes, so a later rollback steps further back instead of undoing it.
 OPERATION_TRAILER = "Modelops-Operation"
 _ROLLBACK_RE = re.compile(rf"^{OPERATION_TRAILER}:\s*rollback\s*$", re.MULTILINE)
+# Why a version the champion gate refused was registered anyway (`register --force --reason`).
+OVERRIDE_TRAILER = "Modelops-Gate-Override"
+_OVERRIDE_RE = re.compile(rf"^{OVERRIDE_TRAILER}:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
 
 # (names a version, cancels) -> what the tag records
 _ACTIONS: dict[tuple[bool, bool], Action] = {
@@ -159,12 +165,31 @@ def format_tag(tag: Tag) -> str:
 
 
 def check_stage_name(stage: str, name: str) -> None:
-    if not NAME_RE.match(stage) or stage == LATEST:
+    """Refuse a stage name modelops does not write: outside GTO's name rule, in upper case, or
+    `latest` (a ref that means the greatest version)."""
+    if NAME_RE.match(stage) and not STAGE_RE.match(stage):
         raise RegistryError(
-            f"'{stage}' is not a valid stage name: use letters, digits, '-', '_' or '/', starting and "
-            "ending with a letter or digit (e.g. prod, staging), and not 'latest' or a version"
+            f"'{stage}' is not a valid stage name: stage names are lower case (GTO's name rule, "
+            f"lower case only), so that '{stage}' and '{stage.lower()}' can never be two stages; "
+            f"use '{stage.lower()}'"
+        )
+    if not STAGE_RE.match(stage) or stage == LATEST:
+        raise RegistryError(
+            f"'{stage}' is not a valid stage name: use lower-case letters, digits, '-', '_' or '/', "
+            "starting and ending with a letter or digit (e.g. prod, staging), and not 'latest' "
+            "or a version"
         )
     format_tag(Tag(artifact=name, action="assign", stage=stage, counter=1))
+
+
+def case_clashes(registry: Registry) -> list[list[str]]:
+    """Groups of stage names in the registry's tags that differ only in case (written by another
+    tool): GTO and modelops read each as a stage of its own."""
+    spellings: dict[str, set[str]] = {}
+    for e in registry.events:
+        if e.stage is not None:
+            spellings.setdefault(e.stage.lower(), set()).add(e.stage)
+    return [sorted(names) for _, names in sorted(spellings.items()) if len(names) > 1]
 
 
 def is_rollback(event: Event) -> bool:
@@ -174,6 +199,19 @@ def is_rollback(event: Event) -> bool:
 def rollback_trailer(note: str, operation: Literal["promote", "rollback"]) -> str:
     """A stage tag's message: the note, then the trailer `is_rollback` reads."""
     return f"{note}\n\n{OPERATION_TRAILER}: {operation}"
+
+
+def override_trailer(reason: str) -> str:
+    """The trailer recording why the gate was overridden: one line, whatever the reason held."""
+    line = " ".join(reason.split())
+    if not line:
+        raise RegistryError("--reason must say why the gate is overridden; it is kept in the tag")
+    return f"{OVERRIDE_TRAILER}: {line}"
+
+
+def override_reason(message: str) -> str | None:
+    found = _OVERRIDE_RE.findall(message)
+    return str(found[-1]) if found else None
 
 
 def format_time(ts: int) -> str:
@@ -353,9 +391,13 @@ def _by_stage(registry: Registry, stage: str) -> Version:
     holder = registry.stages.get(stage)
     if holder is None:
         held = ", ".join(f"{s} ({v})" for s, v in registry.stages.items()) or "none"
+        if stage != stage.lower() and stage.lower() in registry.stages:
+            hint = f"stage names are lower case: did you mean '{stage.lower()}'?"
+        else:
+            hint = f"assign one with `modelops registry promote <version> --stage {stage}`"
         raise RegistryError(
             f"no version of {registry.name} holds stage '{stage}' (stages held now: {held}); "
-            f"assign one with `modelops registry promote <version> --stage {stage}`"
+            + hint
         )
     return _by_version(registry, holder)
 

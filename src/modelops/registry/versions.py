@@ -4,7 +4,11 @@ Invariants kept by every write here, so that `gto show` and `dvc artifacts get -
 - a version is exactly a commit: clean tree, `dvc status` clean, card, profile and metrics committed;
 - one version holds a stage at a time: promote and rollback unassign the holder in the same atomic
   ref transaction that assigns the newcomer;
-- tags are stamped strictly after the artifact's newest tag (`git.write_tags`).
+- tags are stamped strictly after the artifact's newest tag (`git.write_tags`);
+- a registration passes the champion gate (`champions.check`): its committed compare.json is the one
+  dvc.lock records, was made against the version holding params' gate.against now, and is not
+  `worse`, unless forced with a reason that the tag keeps;
+- every change of stage rewrites champions.yaml, the compare stage's record of who holds what.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import msgspec
 
 from modelops import paths
 from modelops.errors import RegistryError
-from modelops.registry import git
+from modelops.registry import champions, git
 from modelops.registry.lineage import (
     DVC_LOCK,
+    Lock,
     contract_changes,
     json_or_none,
     model_md5,
@@ -41,12 +46,14 @@ from modelops.registry.tags import (
     format_tag,
     holder_stack,
     next_version,
+    override_trailer,
     resolve,
     rollback_trailer,
 )
 
 if TYPE_CHECKING:
     from modelops.card import Card
+    from modelops.gate import Comparison
 
 DVC_YAML = Path("dvc.yaml")
 _RACE = " (another registry change happened meanwhile); run again"
@@ -60,6 +67,8 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     previous: str | None
     tags: list[str]
+    champions: Path  # champions.yaml, rewritten: the compare stage's record of stage holders
+    gated: bool  # the stage is params' gate.against: the compare stage judges against its holder
 
 
 class Deregistration(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +78,8 @@ class Deregistration(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     tag: str
     released: list[str]
+    champions: Path
+    gated: bool  # it held params' gate.against: the compare stage has no champion now
 
 
 # ------------------------------------------------------------------------------------ register
@@ -79,8 +90,10 @@ def register(
     bump: Bump | None = None,
     version: str | None = None,
     message: str | None = None,
+    force_reason: str | None = None,
 ) -> Version:
-    """Tag HEAD as the next version, if HEAD is a reproducible, complete state of the pipeline.
+    """Tag HEAD as the next version, if HEAD is a reproducible, complete state of the pipeline and
+    the champion gate lets it in (`force_reason` overrides a `worse` verdict and is kept in the tag).
 
     Without `bump` or `version`, the bump is major when the model's inputs or classes changed since
     the greatest version (a client's requests would break) and minor otherwise.
@@ -99,22 +112,28 @@ def register(
             f"{' (deregistered)' if already[0].deregistered else ''}; a commit carries one version. "
             "Commit the new model state first."
         )
-    card, metrics = _committed_model(repo, head, name)
+    card, metrics, lock, compare_blob = _committed_model(repo, head, name)
     greatest = registry.versions[0] if registry.versions else None
     changes = contract_changes(_card_of(repo, greatest), card) if greatest else []
     new = next_version(greatest, changes, bump, version)
     tag = _new_tag(
         repo, Tag(artifact=name, action="register", version=new), "; choose another version"
     )
+    comparison = champions.check(repo, registry, lock, compare_blob, force_reason)
     _require_dvc_status_clean(repo)  # last: the slowest check
 
-    text = message or _registration_message(name, new, card, metrics)
+    text = message or _registration_message(name, new, card, metrics, comparison)
+    if force_reason is not None:
+        text = f"{text.rstrip()}\n\n{override_trailer(force_reason)}"
     git.write_tags(repo, [(tag, head, text)], after=registry.newest_time)
     return resolve(read(repo, name), new)
 
 
-def _committed_model(repo: Path, head: str, name: str) -> tuple[Card, dict[str, Any]]:
-    """The card and metrics at HEAD, once every file a version needs is committed and consistent."""
+def _committed_model(
+    repo: Path, head: str, name: str
+) -> tuple[Card, dict[str, Any], Lock, bytes | None]:
+    """The card, metrics, dvc.lock and compare.json (None if absent) at HEAD, once every file a
+    version needs is committed and consistent."""
     wanted = (DVC_YAML, DVC_LOCK, paths.CARD, paths.METRICS, paths.PROFILE)
     hints = (
         "commit the pipeline definition",
@@ -123,7 +142,7 @@ def _committed_model(repo: Path, head: str, name: str) -> tuple[Card, dict[str, 
         "run `dvc repro` (evaluate stage) and commit it",
         "run `dvc repro` (profile stage) and commit it",
     )
-    blobs = git.read_files(repo, head, wanted)
+    *blobs, compare_blob = git.read_files(repo, head, [*wanted, paths.COMPARE])
     for blob, path, how in zip(blobs, wanted, hints, strict=True):
         if blob is None:
             raise RegistryError(f"{path} is not committed at HEAD ({head[:8]}); {how}")
@@ -139,7 +158,8 @@ def _committed_model(repo: Path, head: str, name: str) -> tuple[Card, dict[str, 
         raise RegistryError(
             f"{paths.METRICS} at HEAD holds no metrics; run `dvc repro` and commit it"
         )
-    lock_md5 = model_md5(parse_lock(lock_b, "HEAD"), "HEAD")
+    lock = parse_lock(lock_b, "HEAD")
+    lock_md5 = model_md5(lock, "HEAD")
     if card.artifact.md5 != lock_md5:
         raise RegistryError(
             f"{paths.CARD} at HEAD describes a model with md5 {card.artifact.md5}, but dvc.lock "
@@ -150,7 +170,7 @@ def _committed_model(repo: Path, head: str, name: str) -> tuple[Card, dict[str, 
             f"dvc.yaml at HEAD declares no artifact '{name}' (params base.model_name); add it to "
             "the `artifacts:` section so `dvc artifacts get` can find the model"
         )
-    return card, metrics
+    return card, metrics, lock, compare_blob
 
 
 def _card_of(repo: Path, v: Version) -> Card | None:
@@ -160,14 +180,18 @@ def _card_of(repo: Path, v: Version) -> Card | None:
     return read_card(blob)[0]
 
 
-def _registration_message(name: str, version: str, card: Card, metrics: Mapping[str, Any]) -> str:
+def _registration_message(
+    name: str, version: str, card: Card, metrics: Mapping[str, Any], comparison: Comparison
+) -> str:
     raw = card.data.get("raw")
     shown = ", ".join(
         f"{k} {metrics[k]}" for k in ("roc_auc", "roc_auc_macro", "accuracy") if k in metrics
     )
     return (
         f"register {name} {version}: {card.estimator} on data "
-        f"{str(raw.md5 if raw else None)[:8]}" + (f"; {shown}" if shown else "")
+        f"{str(raw.md5 if raw else None)[:8]}"
+        + (f"; {shown}" if shown else "")
+        + f"\n{comparison.headline()}"
     )
 
 
@@ -306,10 +330,18 @@ def deregister(
         counter=registry.next_counter,
     )
     tag = _new_tag(repo, withdrawal, _RACE)
+    against = champions.workspace_gate_stage(repo)
     released = f"; {', '.join(v.stages)} left without a model" if v.stages else ""
     text = message or f"deregister {v.version}{released}"
     git.write_tags(repo, [(tag, v.commit, text)], after=registry.newest_time)
-    return Deregistration(name=registry.name, version=v.version, tag=tag, released=list(v.stages))
+    return Deregistration(
+        name=registry.name,
+        version=v.version,
+        tag=tag,
+        released=list(v.stages),
+        champions=champions.record(repo, read(repo, registry.name), against),
+        gated=against in v.stages,
+    )
 
 
 def _check_stage(stage: str, name: str) -> None:
@@ -344,6 +376,7 @@ def _transition(
         counter += 1
     assign = Tag(artifact=name, action="assign", stage=stage, counter=counter)
     writes.append((_new_tag(repo, assign, _RACE), target.commit, message))
+    against = champions.workspace_gate_stage(repo)  # before any tag: a bad param writes nothing
     git.write_tags(repo, writes, after=registry.newest_time)
     return Transition(
         name=name,
@@ -351,4 +384,6 @@ def _transition(
         version=target.version,
         previous=previous,
         tags=[t for t, _, _ in writes],
+        champions=champions.record(repo, read(repo, name), against),
+        gated=stage == against,
     )
