@@ -29,8 +29,12 @@ PR_PLOTS = PLOTS / "precision_recall"
 CALIBRATION_PLOTS = PLOTS / "calibration"
 CONFUSION_PLOT = PLOTS / "confusion.json"
 IMPORTANCE_PLOT = PLOTS / "importance.json"
+# The drift report is data, not a DVC metric: ~10 nested keys per feature would make every
+# `dvc metrics show` a table thousands of columns wide. Its summary is the metric.
 DRIFT = METRICS_DIR / "drift.json"
+DRIFT_SUMMARY = METRICS_DIR / "drift_summary.json"
 DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
+DRIFT_HTML = METRICS_DIR / "drift_report.html"  # the report as one self-contained page
 
 
 def scenario_path(name: str) -> Path:

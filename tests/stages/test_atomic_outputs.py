@@ -33,7 +33,7 @@ LAST_WRITE = {
     "train": paths.CARD.name,
     "evaluate": paths.METRICS.name,
     "profile": paths.PROFILE.name,
-    "drift": paths.DRIFT.name,
+    "drift": paths.DRIFT_HTML.name,
 }
 
 
