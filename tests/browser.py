@@ -195,7 +195,7 @@ def chromium(executable: str, workdir: Path, timeout: float = 60.0) -> Iterator[
             "--remote-debugging-port=0",
             "--window-size=1200,900",
             "about:blank",
-        ],  # fmt: skip
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -20,7 +20,9 @@ CHARTS = """[...document.querySelectorAll("svg.dist")].map(svg => {
   return {name: svg.getAttribute("aria-label"), width: box.width, height: box.height,
           bars: bars.length, drawn: bars.filter(r => r.getBBox().width > 0).length};
 })"""
-FIRST_COLUMN = """[...document.querySelectorAll("#parts tbody tr")].map(r => r.cells[0].textContent)"""
+FIRST_COLUMN = (
+    """[...document.querySelectorAll("#parts tbody tr")].map(r => r.cells[0].textContent)"""
+)
 
 
 def parts(report: dict) -> list[str]:

@@ -22,12 +22,12 @@ from typing import Any
 from modelops.drift.report import DriftReport, FeatureDrift, prediction_part
 from modelops.drift.status import SEVERITY, STATUS_COLORS, STATUSES
 
-_CHART_WIDTH = 520
+_CHART_WIDTH = 440
 _BAR = 7  # px per bar; a bin is a reference bar over a current bar
 _ROW = 2 * _BAR + 5
 _TOP = 22  # the legend
 _BOTTOM = 16  # the axis labels
-_LABEL_CHARS = 26  # longer bin labels are cut (the whole label is in the tooltip)
+_LABEL_CHARS = 24  # longer bin labels are cut (the whole label is in the tooltip)
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;color:#1b1f23;margin:24px;max-width:1180px}
@@ -40,9 +40,9 @@ th,td{padding:3px 10px;border-bottom:1px solid #d0d7de;text-align:right;white-sp
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
 th{cursor:pointer;user-select:none;background:#f6f8fa}
 th[aria-sort=descending]::after{content:" \\25BC"}th[aria-sort=ascending]::after{content:" \\25B2"}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:14px}
 .chart{border:1px solid #d0d7de;border-top:4px solid var(--c);padding:8px 10px}
-svg text{font-size:11px;fill:#1b1f23}svg .axis{fill:#57606a}
+svg.dist{max-width:100%;height:auto}svg text{font-size:11px;fill:#1b1f23}svg .axis{fill:#57606a}
 .ref{fill:#a8b3bd}.cur{fill:#1f6feb}.grid{stroke:#d0d7de}
 """
 
@@ -117,7 +117,9 @@ def _verdict(report: DriftReport) -> str:
     t = report.thresholds
     flagged = report.flagged()
     source = report.source
-    where = f" of {escape(source.path)} ({source.files} file(s))" if source else ""
+    where = f" of {escape(source.path)}" if source else ""
+    if source and source.files > 1:
+        where += f" ({source.files} files)"
     sha = (report.model.sha256 or "unknown")[:12]
     lines = [
         f"<h1>Drift of {escape(report.model.name)}: {escape(report.status.replace('_', ' '))}</h1>",
