@@ -75,9 +75,15 @@ def id_reason(col: pd.Series) -> str | None:
 
 
 def use_data(
-    path: str, target: str, name: str, positive: str | None = None, drop: Sequence[str] = ()
+    path: str,
+    target: str,
+    name: str,
+    positive: str | None = None,
+    drop: Sequence[str] = (),
+    na_values: Sequence[str] = (),
 ) -> Switched:
-    """Switch the repository in the working directory to the table at `path` (see the module)."""
+    """Switch the repository in the working directory to the table at `path` (see the module).
+    `na_values` are field texts that mean missing in a CSV, besides the empty field."""
     for required in (PARAMS_FILE, DVC_YAML):
         if not required.is_file():
             raise ModelopsError(f"{required}: not found (run from the repository's root)")
@@ -95,7 +101,8 @@ def use_data(
             "elsewhere, e.g. data/raw/<name>.csv"
         )
     tracked_by, add = _tracking(table, pipeline)
-    raw = dataset.read_table(table, na_values=params.data.na_values)
+    missing = list(dict.fromkeys(["", *na_values])) if na_values else params.data.na_values
+    raw = dataset.read_table(table, na_values=missing)
     raw.columns = [str(c) for c in raw.columns]
     drops = _drops(raw, target, drop)
     data = msgspec.structs.replace(
@@ -104,6 +111,7 @@ def use_data(
         target=target,
         positive_class=_positive(raw[target], target, positive),
         drop=list(drops),
+        na_values=missing,
         features={},
     )
     schema, _ = infer_and_validate(raw, data, table.as_posix())
@@ -223,6 +231,11 @@ def _params_text(wanted: Params, schema: FeatureSchema) -> str:
         ),
         (("data", "drop"), data.drop, "identifiers and leaky columns, never features"),
         (
+            ("data", "na_values"),
+            data.na_values,
+            'CSV only: the exact field texts meaning "missing"',
+        ),
+        (
             ("data", "features"),
             {},
             "declare what you know; the rest is inferred (see data/prepared/schema.yaml)",
@@ -230,12 +243,13 @@ def _params_text(wanted: Params, schema: FeatureSchema) -> str:
         (
             ("drift", "incoming"),
             wanted.drift.incoming,
-            "the held-out test split until production rows arrive (the server's log: "
-            "data/incoming)",
+            "the held-out split, until production rows arrive (e.g. data/incoming)",
         ),
     ):
         text = yamledit.set_value(text, key, value, comment)
-    keys = "base.model_name, data.path/target/positive_class/drop/features, drift.incoming"
+    keys = (
+        "base.model_name, data.path/target/positive_class/drop/na_values/features, drift.incoming"
+    )
     yamledit.check(str(PARAMS_FILE), text, parse, wanted, [keys])
     return text
 

@@ -77,8 +77,11 @@ def _find(lines: list[str], path: Sequence[str]) -> _Block | None:
 def flow(value: Any) -> str:
     """`value` as a one-line YAML value: plain where safe, quoted where YAML would misread it
     ('yes', '1.0', ''), flow style for lists and mappings."""
-    text = yaml.safe_dump([value], default_flow_style=True, width=1 << 20, allow_unicode=True)
-    return text.strip()[1:-1]
+    if isinstance(value, list | dict):
+        text = yaml.safe_dump([value], default_flow_style=True, width=1 << 20, allow_unicode=True)
+        return text.strip()[1:-1]
+    text = yaml.safe_dump({"k": value}, width=1 << 20, allow_unicode=True)
+    return text.strip()[len("k: ") :]
 
 
 def _comment_column(line: str) -> int | None:
@@ -116,10 +119,12 @@ def set_value(text: str, path: Sequence[str], value: Any, comment: str | None = 
             at += 1
         lines.insert(at, " " * indent + path[-1] + ":")
         block = _Block(at, at + 1, indent)
-    old = lines[block.start]
     line = f"{' ' * block.indent}{path[-1]}: {flow(value)}"
     if comment:
-        column = _comment_column(old) or 0
+        # where the old comment started, else where the comment of a key above it does
+        column = next(
+            (c for i in range(block.start, -1, -1) if (c := _comment_column(lines[i]))), 0
+        )
         line += " " * (column - len(line) if column > len(line) + 1 else 2) + "# " + comment
     lines[block.start : block.end] = [line]
     return "\n".join(lines) + "\n"

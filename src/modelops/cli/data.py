@@ -46,6 +46,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="COL",
         help="a column that is no feature (repeatable); identifier-like columns are found anyway",
     )
+    use.add_argument(
+        "--na-value",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a CSV field text that means missing, e.g. NA (repeatable; the empty field always does)",
+    )
     use.set_defaults(handler=_use_data)
     summary = commands.add_parser(
         "summary",
@@ -59,9 +66,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _use_data(args: argparse.Namespace) -> int:
+    from modelops.errors import DataValidationError, ModelopsError
     from modelops.usedata import use_data
 
-    switched = use_data(args.path, args.target, args.name, args.positive, args.drop)
+    try:
+        switched = use_data(
+            args.path, args.target, args.name, args.positive, args.drop, args.na_value
+        )
+    except DataValidationError as exc:
+        raise ModelopsError(
+            f"{exc}\nnothing was changed; --drop COL leaves out a column that is no feature, "
+            "--na-value TEXT names a CSV field text that means missing"
+        ) from None
     print(describe(switched))
     return 0
 
@@ -71,9 +87,7 @@ def describe(s: Switched) -> str:
     from modelops.schema import NumericFeature
 
     target = s.schema.target
-    scored = (
-        f"scores {target.positive!r}" if target.is_binary else "each class scored one-vs-rest"
-    )
+    scored = f"scores {target.positive!r}" if target.is_binary else "each class scored one-vs-rest"
     how = "dvc add" if s.added else "already tracked"
     lines = [
         f"{s.path}: {s.rows} rows, {len(s.columns)} columns; DVC tracks it ({how}: {s.tracked_by})",
