@@ -14,7 +14,7 @@ import msgspec
 from modelops import files, paths
 from modelops.card import load_card
 from modelops.drift.report import DriftSummary
-from modelops.errors import ModelopsError
+from modelops.errors import ModelopsError, SchemaError
 
 WIDTH = 100
 _HEADER_METRICS = ("n_test", "threshold")  # said in the lines above the table, not in it
@@ -37,7 +37,7 @@ def summary() -> str:
         else "the most probable class is the label"
     )
     lines = [
-        f"model {card.name}: {card.estimator}, {len(card.feature_schema.features)} features, "
+        f"{card.name}: {card.estimator}, {len(card.feature_schema.features)} features, "
         f"{rows}{source}",
         f"classes {classes}; {rule}",
         f"test metrics ({metrics.get('n_test')} rows, {paths.METRICS}):",
@@ -46,7 +46,10 @@ def summary() -> str:
     for i in range(0, len(shown), 2):
         lines.append("".join(f"  {k:<26} {_number(v):>8}" for k, v in shown[i : i + 2]))
     if paths.DRIFT_SUMMARY.is_file():
-        drift = msgspec.json.decode(paths.DRIFT_SUMMARY.read_bytes(), type=DriftSummary)
+        try:
+            drift = msgspec.json.decode(paths.DRIFT_SUMMARY.read_bytes(), type=DriftSummary)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SchemaError(f"{paths.DRIFT_SUMMARY}: not a drift summary: {exc}") from None
         lines.append(drift.verdict())
     else:
         lines.append(f"drift: not checked ({paths.DRIFT_SUMMARY} missing: run `dvc repro drift`)")

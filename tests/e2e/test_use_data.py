@@ -145,7 +145,7 @@ def test_the_readme_block_takes_a_table_to_a_served_model_and_a_drift_verdict(
     assert "drift check: 400 rows of data/prepared/test.parquet against penguins" in table_out
     assert "overall: stable" in table_out
     summary = run("modelops", "summary", cwd=repo).stdout.splitlines()
-    assert summary[0].startswith("model penguins: hist_gradient_boosting, 7 features")
+    assert summary[0].startswith("penguins: hist_gradient_boosting, 7 features")
     assert max(map(len, summary)) <= 100
 
     # The last line serves the registered model; a client gets one of the classes back.

@@ -268,12 +268,12 @@ def format_report(report: DriftReport) -> str:
     t = report.thresholds
     sha = (report.model.sha256 or "unknown")[:12]
     where = f" of {report.source.path}" if report.source else ""
-    lines = [
-        f"drift check: {report.rows} rows{where} against {report.model.name} "
-        f"(sha256 {sha}, {report.reference_rows} reference rows)",
+    lines = [  # within 100 columns, for a terminal
+        f"drift check: {report.rows} rows{where} against {report.model.name}",
+        f"  (model sha256 {sha}, {report.reference_rows} reference rows)",
         f"moderate: PSI >= {t.moderate:g}, significant: PSI >= {t.significant:g}, either only if "
-        f"unlikely by chance (false-alarm rate {t.alpha:g} per check); under {t.min_rows} rows: "
-        "not judged",
+        f"unlikely by chance",
+        f"  (false-alarm rate {t.alpha:g} per check); under {t.min_rows} rows: not judged",
         "",
         f"{'feature':<22} {'kind':<11} {'rows':>7} {'psi':>8} {'p-value':>9} "
         f"{'missing':>9} {'unseen':>7}  status",
