@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DVC_YAML = Path("dvc.yaml")  # the stage graph, and the registry's `artifacts:`
+DVC_LOCK = Path("dvc.lock")  # what the last run of each stage used and produced
+
 DATA = Path("data")
 RAW_DIR = DATA / "raw"
 RAW = (

@@ -32,8 +32,7 @@ from modelops.errors import ModelopsError
 from modelops.params import PARAMS_FILE, BaseParams, Params, parse
 from modelops.schema import FeatureSchema, binary_positive, infer_and_validate, target_classes
 
-DVC_YAML = Path("dvc.yaml")
-DVC_LOCK = Path("dvc.lock")
+DVC_YAML, DVC_LOCK = paths.DVC_YAML, paths.DVC_LOCK
 BUNDLED_STAGE = "generate"  # the synthetic data's stage; a user's table takes its place
 INCOMING = paths.TEST  # what drift judges until production rows arrive (see the docstring)
 
@@ -84,14 +83,7 @@ def use_data(
 ) -> Switched:
     """Switch the repository in the working directory to the table at `path` (see the module).
     `na_values` are field texts that mean missing in a CSV, besides the empty field."""
-    for required in (PARAMS_FILE, DVC_YAML):
-        if not required.is_file():
-            raise ModelopsError(f"{required}: not found (run from the repository's root)")
-    params = parse(PARAMS_FILE.read_bytes())
-    try:
-        msgspec.convert({"model_name": name}, BaseParams)
-    except msgspec.ValidationError as exc:
-        raise ModelopsError(f"--name {name!r}: {exc} (it names the registry's git tags)") from None
+    params = _params(name)
     table = _relative(path)
     pipeline = yaml.safe_load(DVC_YAML.read_text()) or {}
     bundled = _bundled_outputs(pipeline)
@@ -137,6 +129,18 @@ def use_data(
     )
     _remove_bundled(bundled, recorded, switched)
     return switched
+
+
+def _params(name: str) -> Params:
+    """The repository's params, once it is a repository and `name` is a registry name."""
+    for required in (PARAMS_FILE, DVC_YAML):
+        if not required.is_file():
+            raise ModelopsError(f"{required}: not found (run from the repository's root)")
+    try:
+        msgspec.convert({"model_name": name}, BaseParams)
+    except msgspec.ValidationError as exc:
+        raise ModelopsError(f"--name {name!r}: {exc} (it names the registry's git tags)") from None
+    return parse(PARAMS_FILE.read_bytes())
 
 
 def _relative(path: str) -> Path:
