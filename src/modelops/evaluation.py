@@ -55,6 +55,25 @@ DIRECTIONS: dict[str, Direction] = {
     "recall": "higher",
 }
 NOT_SCORES = frozenset({"n_test", "threshold", "positive_rate"})
+# A binary target's score and its counterpart for more classes: the same question, averaged over
+# the classes one-vs-rest. What `modelops use-data` sets gate.metric to when the target changes kind.
+_COUNTERPARTS = {
+    "roc_auc": "roc_auc_macro",
+    "average_precision": "average_precision_macro",
+    "f1": "f1_macro",
+    "precision": "f1_macro",
+    "recall": "f1_macro",
+}
+
+
+def counterpart(metric: str, binary: bool) -> str:
+    """The metric asking `metric`'s question of a binary (or a multiclass) target."""
+    if binary:
+        back = {
+            v: k for k, v in _COUNTERPARTS.items() if k in ("roc_auc", "average_precision", "f1")
+        }
+        return back.get(metric.replace("_weighted", "_macro"), metric)
+    return _COUNTERPARTS.get(metric, metric)
 
 
 def predict_labels(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+DVC_YAML = Path("dvc.yaml")  # the stage graph, and the registry's `artifacts:`
+DVC_LOCK = Path("dvc.lock")  # what the last run of each stage used and produced
+
 DATA = Path("data")
 RAW_DIR = DATA / "raw"
 RAW = (
@@ -33,10 +36,14 @@ PR_PLOTS = PLOTS / "precision_recall"
 CALIBRATION_PLOTS = PLOTS / "calibration"
 CONFUSION_PLOT = PLOTS / "confusion.json"
 IMPORTANCE_PLOT = PLOTS / "importance.json"
+# The drift report is data, not a DVC metric: ~10 nested keys per feature would make every
+# `dvc metrics show` a table thousands of columns wide. Its summary is the metric.
 DRIFT = METRICS_DIR / "drift.json"
 COMPARE = METRICS_DIR / "compare.json"  # the candidate against the champion, in full
 GATE = METRICS_DIR / "gate.json"  # its summary as DVC metrics: verdict, difference, interval
+DRIFT_SUMMARY = METRICS_DIR / "drift_summary.json"
 DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
+DRIFT_HTML = METRICS_DIR / "drift_report.html"  # the report as one self-contained page
 
 
 def scenario_path(name: str) -> Path:

@@ -339,6 +339,40 @@ def _check_feature(
     return CategoricalFeature(name, categories, nullable, decl.strict), values
 
 
+def target_classes(present: pd.Series) -> list[str | int] | None:
+    """The sorted classes of a target's non-missing values: integers for whole numbers (and
+    booleans, as 0/1), text otherwise; None for other numbers, which are not class labels."""
+    if pd.api.types.is_bool_dtype(present.dtype) or (
+        pd.api.types.is_numeric_dtype(present.dtype)
+        and np.all(np.mod(present.to_numpy(dtype="float64"), 1) == 0)
+    ):
+        return sorted(int(v) for v in pd.unique(present.astype("int64")))
+    if pd.api.types.is_numeric_dtype(present.dtype):
+        return None
+    return sorted(str(v) for v in pd.unique(_as_category_strings(present)))
+
+
+def binary_positive(
+    classes: Sequence[str | int], wanted: str | None, setting: str
+) -> tuple[str | int | None, str | None]:
+    """The positive class of a binary target, or the problem naming `setting` (where the user says
+    it: params' data.positive_class, a command's --positive). `wanted` is matched as text. Without
+    it, of numbers the larger is positive (1 of 0/1); text has no such order (alphabetical would
+    make 'stay' the positive of churn/stay), so two text labels need `setting`."""
+    if wanted is not None:
+        match = [c for c in classes if str(c) == wanted]
+        if match:
+            return match[0], None
+        return None, f"{setting} {wanted!r} is not a class of the target {list(classes)}"
+    if all(isinstance(c, int) for c in classes):
+        return max(classes), None
+    labels = " and ".join(repr(c) for c in classes)
+    return None, (
+        f"{setting} is needed for two text labels ({labels}): name the one whose probability "
+        "is scored"
+    )
+
+
 def _check_target(
     col: pd.Series, data: DataParams, issues: list[DataIssue]
 ) -> tuple[Target | None, pd.Series]:
@@ -348,65 +382,29 @@ def _check_target(
         issues.append(DataIssue(name, f"all {len(col)} target values are missing", 0))
         return None, col
     _issue(issues, name, "missing target values", missing)
-    present = col[~missing]
-    if pd.api.types.is_bool_dtype(present.dtype) or (
-        pd.api.types.is_numeric_dtype(present.dtype)
-        and np.all(np.mod(present.to_numpy(dtype="float64"), 1) == 0)
-    ):
-        values: pd.Series = (
-            col.astype("float64").astype("Int64") if missing.any() else col.astype("int64")
-        )
-        classes: list[str | int] = sorted(int(v) for v in pd.unique(present.astype("int64")))
-    elif pd.api.types.is_numeric_dtype(present.dtype):
-        issues.append(
-            DataIssue(
-                name,
-                "target has non-integer numbers",
-                0,
-                detail="(regression is not supported; the target must be class labels)",
-            )
-        )
+    classes = target_classes(col[~missing])
+    if classes is None:
+        detail = "(regression is not supported; the target must be class labels)"
+        issues.append(DataIssue(name, "target has non-integer numbers", 0, detail=detail))
         return None, col
+    if isinstance(classes[0], int):
+        values = col.astype("float64").astype("Int64") if missing.any() else col.astype("int64")
     else:
         values = _as_category_strings(col)
-        classes = sorted(str(v) for v in pd.unique(values.dropna()))
     counts = values.value_counts()
     if len(classes) < 2:
-        issues.append(
-            DataIssue(
-                name,
-                f"target has a single class {classes[0]!r}",
-                0,
-                detail="(a classifier needs at least two)",
-            )
-        )
+        single = f"target has a single class {classes[0]!r}"
+        issues.append(DataIssue(name, single, 0, detail="(a classifier needs at least two)"))
     for cls in classes:
-        n = int(counts.get(cls, 0))
-        if n < data.min_rows_per_class:
-            issues.append(
-                DataIssue(
-                    name,
-                    f"class {cls!r} has {n} rows, fewer than "
-                    f"data.min_rows_per_class={data.min_rows_per_class}",
-                    0,
-                )
-            )
+        n, least = int(counts.get(cls, 0)), data.min_rows_per_class
+        if n < least:
+            few = f"class {cls!r} has {n} rows, fewer than data.min_rows_per_class={least}"
+            issues.append(DataIssue(name, few, 0))
     positive: str | int | None = None
     if len(classes) == 2:
-        positive = classes[1]
-        if data.positive_class is not None:
-            match = [c for c in classes if str(c) == data.positive_class]
-            if not match:
-                issues.append(
-                    DataIssue(
-                        name,
-                        f"data.positive_class {data.positive_class!r} is not "
-                        f"a class of the target {classes}",
-                        0,
-                    )
-                )
-            else:
-                positive = match[0]
+        positive, problem = binary_positive(classes, data.positive_class, "data.positive_class")
+        if problem:
+            issues.append(DataIssue(name, problem, 0))
     return Target(name, classes, positive), values
 
 

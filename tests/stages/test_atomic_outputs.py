@@ -34,7 +34,7 @@ LAST_WRITE = {
     "evaluate": paths.METRICS.name,
     "compare": paths.GATE.name,
     "profile": paths.PROFILE.name,
-    "drift": paths.DRIFT.name,
+    "drift": paths.DRIFT_HTML.name,
 }
 
 

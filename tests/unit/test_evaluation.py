@@ -123,3 +123,14 @@ def test_each_direction_prefers_the_informed_model_over_a_blind_one(case: str) -
         if metric in informed:
             better = informed[metric] > uninformed[metric]
             assert better if direction == "higher" else not better, metric
+
+
+def test_every_score_has_a_counterpart_the_other_kind_of_target_writes() -> None:
+    binary = set(evaluation.classification_metrics(*binary_case(), [0, 1], 1, 0.5))
+    multi = set(evaluation.classification_metrics(*multiclass_case(), [0, 1, 2], 1, 0.5))
+    for metric in evaluation.DIRECTIONS:
+        assert evaluation.counterpart(metric, binary=True) in binary, metric
+        assert evaluation.counterpart(metric, binary=False) in multi, metric
+    assert evaluation.counterpart("roc_auc", binary=False) == "roc_auc_macro"
+    assert evaluation.counterpart("roc_auc_macro", binary=True) == "roc_auc"
+    assert evaluation.counterpart("log_loss", binary=False) == "log_loss"

@@ -25,6 +25,14 @@ def test_readme_first_screen_has_exactly_two_commands() -> None:
     )
 
 
+def test_the_first_command_installs_only_what_it_runs_and_prints_a_summary() -> None:
+    setup_and_run, setup_and_test = readme_commands()
+    # no pytest, mypy, moto or schemathesis to reproduce a pipeline; the tests need them
+    assert "uv sync --frozen --no-dev &&" in setup_and_run and "--no-dev" not in setup_and_test
+    # not `dvc metrics show`: one table of every metric side by side, ~150 columns wide
+    assert setup_and_run.endswith("&& dvc repro && modelops summary")
+
+
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci

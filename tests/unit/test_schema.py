@@ -190,6 +190,32 @@ def test_string_labels_and_chosen_positive_class() -> None:
     assert schema.target.classes == ["no", "yes"] and schema.target.positive == "no"
 
 
+def test_two_text_labels_without_a_positive_class_are_refused_naming_both() -> None:
+    raw = frame()
+    raw["churned"] = np.where(raw["churned"] == 1, "churn", "stay")
+    # Alphabetical order would have made 'stay' the scored class of a churn model.
+    assert (
+        "column 'churned': data.positive_class is needed for two text labels ('churn' and "
+        "'stay'): name the one whose probability is scored" in problems(raw, params())
+    )
+
+
+def test_numeric_binary_labels_score_the_larger_without_a_positive_class() -> None:
+    schema, _ = infer_and_validate(frame(), params(), "x")
+    assert schema.target.classes == [0, 1] and schema.target.positive == 1
+    raw = frame()
+    raw["churned"] = raw["churned"] == 1  # booleans are 0/1
+    schema, _ = infer_and_validate(raw, params(), "x")
+    assert schema.target.classes == [0, 1] and schema.target.positive == 1
+
+
+def test_text_labels_of_more_classes_need_no_positive_class() -> None:
+    raw = frame()
+    raw["churned"] = np.resize(["a", "b", "c"], len(raw))
+    schema, _ = infer_and_validate(raw, params(), "x")
+    assert schema.target.classes == ["a", "b", "c"] and schema.target.positive is None
+
+
 def test_empty_and_unreadable_files_are_data_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")

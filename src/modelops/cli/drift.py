@@ -1,5 +1,5 @@
-"""`modelops drift check`: a drift report (or incoming rows and a profile) in, the report printed
-and an exit status for cron and CI out.
+"""`modelops drift check` and `drift report`: a drift report (or incoming rows and a profile) in;
+the report printed with an exit status for cron and CI, or written as one HTML page, out.
 
 numpy, pandas and pyarrow are imported only when the command runs, so other commands start fast.
 """
@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -32,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="print the drift report; exit 3 when drift reaches --fail-on",
         description=(
-            "Print the drift report the drift stage wrote (metrics/drift.json), or with "
+            f"Print the drift report the drift stage wrote ({paths.DRIFT}), or with "
             "--incoming judge a file or directory directly against a profile. Thresholds come "
             "from ./params.yaml when present, else the defaults. Exit status: 0 checked, "
             f"{DRIFT_EXIT} drift at or above --fail-on, 1 could not check, 2 usage error."
@@ -44,21 +44,44 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="exit 3 when the overall status is at least this (for cron and CI)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument(
+    _source_arguments(check)
+    check.set_defaults(handler=_check)
+    report = actions.add_parser(
+        "report",
+        help="write the drift report as one self-contained HTML page",
+        description=(
+            "Write the drift report as one HTML page that needs no network: the verdict, a "
+            "sortable table of every feature and scored class, and reference vs current "
+            f"distributions on the frozen bins. By default the drift stage's report ({paths.DRIFT} "
+            f"and {paths.DRIFT_PLOTS}/), which it also renders to {paths.DRIFT_HTML}; with "
+            "--incoming, a direct check of a file or directory."
+        ),
+    )
+    report.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
+    _source_arguments(report)
+    report.add_argument(
+        "--plots",
+        default=str(paths.DRIFT_PLOTS),
+        help="the distributions beside --report (default: %(default)s)",
+    )
+    report.set_defaults(handler=_report)
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--report", default=str(paths.DRIFT), help="the report to read (default: %(default)s)"
     )
-    check.add_argument(
+    parser.add_argument(
         "--incoming",
         metavar="PATH",
         help="judge this file or directory (parquet, CSV, prediction-log segments) directly; "
         "prediction drift then comes from logged probabilities only",
     )
-    check.add_argument(
+    parser.add_argument(
         "--profile",
         default=str(paths.PROFILE),
         help="the reference profile for --incoming (default: %(default)s)",
     )
-    check.set_defaults(handler=_check)
 
 
 def _read(path: str, what: str, hint: str) -> bytes:
@@ -68,12 +91,16 @@ def _read(path: str, what: str, hint: str) -> bytes:
         raise ModelopsError(f"{path}: {what} not found ({hint})") from None
 
 
-def _check(args: argparse.Namespace) -> int:
+Distributions = dict[str, list[dict[str, Any]]]
+
+
+def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]:
+    """The report the stage wrote, or (with --incoming) a fresh check and its distributions."""
     # Imported here: numpy, pandas and pyarrow would slow every other command's start.
     from modelops import params
     from modelops.drift import incoming
     from modelops.drift.profile import Profile
-    from modelops.drift.report import DriftReport, format_report
+    from modelops.drift.report import DriftReport
     from modelops.drift.status import Thresholds
 
     if args.incoming:
@@ -84,17 +111,42 @@ def _check(args: argparse.Namespace) -> int:
         has_params = params.PARAMS_FILE.is_file()
         thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
         counts, source = incoming.tally(args.incoming, profile)
-        report = counts.report(thresholds).with_source(source)
-    else:
-        raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
-        try:
-            report = msgspec.json.decode(raw, type=DriftReport)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise SchemaError(f"{args.report}: not a drift report: {exc}") from None
-        _warn_if_stale(report)
+        return counts.report(thresholds).with_source(source), counts.distributions()
+    raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
+    try:
+        report = msgspec.json.decode(raw, type=DriftReport)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SchemaError(f"{args.report}: not a drift report: {exc}") from None
+    _warn_if_stale(report)
+    return report, None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from modelops.drift.report import format_report
+
+    report, _ = _judge(args)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     failing = args.fail_on and SEVERITY[report.status] >= SEVERITY[args.fail_on]
     return DRIFT_EXIT if failing else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from modelops import files
+    from modelops.drift import html
+    from modelops.drift.report import prediction_part
+
+    report, distributions = _judge(args)
+    if distributions is None:
+        plots = Path(args.plots)
+        if not plots.is_dir():
+            raise ModelopsError(f"{plots}: drift distributions not found (run `dvc repro drift`)")
+        names = [*report.features, *(prediction_part(c) for c in report.predictions)]
+        found = {n: plots / f"{files.safe_name(n)}.json" for n in names}
+        distributions = {n: files.read_json(p) for n, p in found.items() if p.is_file()}
+    page = html.render(report, distributions).encode()
+    files.write_bytes(args.out, page)
+    print(f"{args.out}: {len(page) / 1000:.1f} kB, {report.summary().verdict()}")
+    return 0
 
 
 def _warn_if_stale(report: DriftReport) -> None:

@@ -74,12 +74,57 @@ class DriftReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def flagged(self, at_least: Status = "moderate") -> list[str]:
         """Names of the features at or above `at_least` (predictions as 'prediction <class>')."""
         rank = SEVERITY[at_least]
-        parts = [*self.features.items()]
-        parts.extend((f"prediction {k}", v) for k, v in self.predictions.items())
-        return [name for name, d in parts if SEVERITY[d.status] >= rank]
+        return [name for name, d in self.parts() if SEVERITY[d.status] >= rank]
 
     def with_source(self, source: Source) -> DriftReport:
         return msgspec.structs.replace(self, source=source)
+
+    def parts(self) -> list[tuple[str, FeatureDrift]]:
+        """Features, then scored classes as 'prediction <class>': every distribution judged."""
+        return [
+            *self.features.items(),
+            *((f"prediction {cls}", d) for cls, d in self.predictions.items()),
+        ]
+
+    def summary(self) -> DriftSummary:
+        judged = [(name, d) for name, d in self.parts() if d.psi is not None]
+        worst = max(judged, key=lambda part: part[1].psi or 0.0, default=None)
+        return DriftSummary(
+            status=self.status,
+            severity=SEVERITY[self.status],
+            rows=self.rows,
+            flagged=len(self.flagged()),
+            worst_psi=None if worst is None else worst[1].psi,
+            worst=None if worst is None else worst[0],
+        )
+
+
+class DriftSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A drift check in a few numbers: DVC's drift metric (metrics/drift_summary.json) and the
+    one-line verdict. The per-feature detail stays in the report, which DVC treats as data."""
+
+    status: Status
+    severity: int  # the status's position in STATUSES: a number `dvc metrics diff` can compare
+    rows: int
+    flagged: int  # features and scored classes at moderate or significant
+    worst_psi: float | None  # the largest PSI judged, and whose it is
+    worst: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+    def verdict(self, source: str | None = None) -> str:
+        """One line for a terminal: the status, parts flagged, the largest PSI, rows checked."""
+        worst = (
+            "" if self.worst_psi is None else f", largest PSI {self.worst_psi:.3f} ({self.worst})"
+        )
+        rows = f"{self.rows} rows" + (f" of {source}" if source else "")
+        return f"drift: {self.status}, {self.flagged} flagged{worst}, {rows}"
+
+
+def prediction_part(cls: str) -> str:
+    """The distribution name (and plot file stem) of a scored class's predicted probability."""
+    return f"prediction_{cls}"
 
 
 def feature_drift(
@@ -200,7 +245,7 @@ class Tally:
             out[name] = distribution_rows(self.profile.features[name], counts)
         for cls, counts in self.predictions.items():
             if counts.sum():
-                out[f"prediction_{cls}"] = distribution_rows(self.profile.predictions[cls], counts)
+                out[prediction_part(cls)] = distribution_rows(self.profile.predictions[cls], counts)
         return out
 
 
@@ -223,19 +268,17 @@ def format_report(report: DriftReport) -> str:
     t = report.thresholds
     sha = (report.model.sha256 or "unknown")[:12]
     where = f" of {report.source.path}" if report.source else ""
-    lines = [
-        f"drift check: {report.rows} rows{where} against {report.model.name} "
-        f"(sha256 {sha}, {report.reference_rows} reference rows)",
+    lines = [  # within 100 columns, for a terminal
+        f"drift check: {report.rows} rows{where} against {report.model.name}",
+        f"  (model sha256 {sha}, {report.reference_rows} reference rows)",
         f"moderate: PSI >= {t.moderate:g}, significant: PSI >= {t.significant:g}, either only if "
-        f"unlikely by chance (false-alarm rate {t.alpha:g} per check); under {t.min_rows} rows: "
-        "not judged",
+        f"unlikely by chance",
+        f"  (false-alarm rate {t.alpha:g} per check); under {t.min_rows} rows: not judged",
         "",
         f"{'feature':<22} {'kind':<11} {'rows':>7} {'psi':>8} {'p-value':>9} "
         f"{'missing':>9} {'unseen':>7}  status",
     ]
-    parts = [*report.features.items()]
-    parts.extend((f"prediction {cls}", d) for cls, d in report.predictions.items())
-    for name, d in parts:
+    for name, d in report.parts():
         value = "-" if d.psi is None else f"{d.psi:.4f}"
         p = "-" if d.p_value is None else f"{d.p_value:.1e}"
         missing = "-" if d.missing_rate_change is None else f"{d.missing_rate_change:+.1%}"

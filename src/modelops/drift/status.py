@@ -20,6 +20,10 @@ Status = Literal["stable", "insufficient_data", "moderate", "significant"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 SEVERITY: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
 SEVERITY_LEGEND = ", ".join(f"{i} {s.replace('_', ' ')}" for i, s in enumerate(STATUSES))
+# How a status looks where a person reads it (the HTML report): calm to alarming, in STATUSES' order.
+STATUS_COLORS: dict[Status, str] = dict(
+    zip(STATUSES, ("#2e7d32", "#6d6d6d", "#e67700", "#c62828"), strict=True)
+)
 
 
 def worst(statuses: Iterable[Status]) -> Status:

@@ -1,5 +1,6 @@
-"""The frozen profile + the model + incoming rows (params drift.incoming) in; metrics/drift.json and
-per-feature reference-vs-current distributions (metrics/drift_plots/) out.
+"""The frozen profile + the model + incoming rows (params drift.incoming) in; the drift report
+(metrics/drift.json), its summary metric, per-feature reference-vs-current distributions
+(metrics/drift_plots/) and the report as one HTML page (metrics/drift_report.html) out.
 
 Rows that carry logged probabilities (prediction-log segments) are judged on those; other rows
 (parquet, CSV) are scored with the verified model, so prediction drift is always reported.
@@ -13,9 +14,8 @@ import pandas as pd
 
 from modelops import files, paths
 from modelops.card import load_card, verify_artifact
-from modelops.drift import incoming
+from modelops.drift import html, incoming
 from modelops.drift.profile import Profile
-from modelops.drift.report import format_report
 from modelops.drift.status import Thresholds
 from modelops.errors import SchemaError
 from modelops.params import load
@@ -43,13 +43,19 @@ def main() -> None:
 
     counts, source = incoming.tally(params.drift.incoming, profile, scorer=score)
     report = counts.report(Thresholds.from_params(params.drift)).with_source(source)
+    distributions = counts.distributions()
 
-    with files.outputs(paths.DRIFT, paths.DRIFT_PLOTS) as out:
+    with files.outputs(
+        paths.DRIFT, paths.DRIFT_SUMMARY, paths.DRIFT_PLOTS, paths.DRIFT_HTML
+    ) as out:
         files.write_json(out.path(paths.DRIFT), report.to_dict())
+        files.write_json(out.path(paths.DRIFT_SUMMARY), report.summary().to_dict())
         plots = out.dir(paths.DRIFT_PLOTS)
-        for name, rows in counts.distributions().items():
+        for name, rows in distributions.items():
             files.write_json(plots / f"{files.safe_name(name)}.json", rows)
-    print(format_report(report))
+        files.write_bytes(out.path(paths.DRIFT_HTML), html.render(report, distributions).encode())
+    print(report.summary().verdict(source.path))
+    print(f"drift: the table: `modelops drift check`; the charts: {paths.DRIFT_HTML}")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,13 @@ def main() -> None:
         train.to_parquet(out.path(paths.TRAIN), index=False)
         test.to_parquet(out.path(paths.TEST), index=False)
         files.write_bytes(out.path(paths.SCHEMA), schema.to_yaml(source).encode())
+    classes = schema.target.classes
     print(
-        f"prepare: {len(clean)} rows, {len(schema.features)} features "
-        f"({len(schema.numeric)} numeric, {len(schema.categorical)} categorical), "
-        f"classes {schema.target.classes} -> {len(train)} train / {len(test)} test"
+        f"prepare: {len(clean)} rows -> {len(train)} train / {len(test)} test; "
+        f"{len(schema.features)} features ({len(schema.numeric)} numeric, "
+        f"{len(schema.categorical)} categorical)\n"
+        f"prepare: {len(classes)} classes: {', '.join(map(str, classes[:8]))}"
+        + (", …" if len(classes) > 8 else "")
     )
 
 
