@@ -15,6 +15,9 @@ TEST = PREPARED_DIR / "test.parquet"
 SCHEMA = PREPARED_DIR / "schema.yaml"
 SCENARIOS = DATA / "scenarios"  # generate's demo drift batches, one <scenario>.parquet each
 INCOMING = DATA / "incoming"  # the prediction log's home; point params drift.incoming here
+DEMO = DATA / "demo"  # simulate's demo prediction log and outcomes, for the performance stage
+DEMO_PREDICTIONS = DEMO / "predictions"
+DEMO_OUTCOMES = DEMO / "outcomes.csv"
 
 MODELS = Path("models")
 MODEL = MODELS / "model.joblib"
@@ -31,6 +34,8 @@ CONFUSION_PLOT = PLOTS / "confusion.json"
 IMPORTANCE_PLOT = PLOTS / "importance.json"
 DRIFT = METRICS_DIR / "drift.json"
 DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
+PERFORMANCE = METRICS_DIR / "performance.json"
+PERFORMANCE_PLOTS = METRICS_DIR / "performance_plots"  # <version>.json: metrics over time
 
 
 def scenario_path(name: str) -> Path:
