@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from modelops import __version__
-from modelops.cli import drift, registry, serve
+from modelops.cli import drift, performance, registry, serve
 from modelops.errors import ModelopsError
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelops {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (registry, drift, serve):
+    for group in (registry, drift, performance, serve):
         group.add_parser(commands)
     return parser
 

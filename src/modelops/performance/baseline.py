@@ -23,7 +23,6 @@ from modelops.errors import RegistryError
 from modelops.logline import WORKSPACE_VERSION
 
 
-
 class Baseline(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where a version's test metrics came from, and the metrics (None: why not, in `note`)."""
 

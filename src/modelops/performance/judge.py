@@ -27,7 +27,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 import numpy as np
@@ -37,15 +37,13 @@ from sklearn.preprocessing import label_binarize
 
 from modelops.evaluation import Decision, classification_metrics, predict_labels
 from modelops.params import PerformanceMetric as Metric
+from modelops.performance.status import Status
 from modelops.types import FloatArray, IntArray
 
 if TYPE_CHECKING:
     from modelops.params import PerformanceParams
     from modelops.schema import Target
 
-Status = Literal["ok", "insufficient_data", "degraded"]
-STATUSES: tuple[Status, ...] = get_args(Status)  # in order of severity
-SEVERITY: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
 METRICS: tuple[Metric, ...] = get_args(Metric)
 HIGHER_IS_BETTER: dict[Metric, bool] = {
     "roc_auc": True,
@@ -53,11 +51,6 @@ HIGHER_IS_BETTER: dict[Metric, bool] = {
     "brier": False,
     "accuracy": True,
 }
-
-
-def worst(statuses: Sequence[Status]) -> Status:
-    """The most severe of `statuses`; insufficient_data when there are none."""
-    return max(statuses, key=SEVERITY.__getitem__, default="insufficient_data")
 
 
 def metric_key(metric: Metric, n_classes: int) -> str:

@@ -18,9 +18,10 @@ import numpy as np
 from modelops.performance import judge
 from modelops.performance.baseline import Baseline
 from modelops.performance.join import Joined, Unjoined, window_start
-from modelops.performance.judge import Change, Model, Rule, Status
+from modelops.performance.judge import Change, Model, Rule
 from modelops.performance.log import Predictions
 from modelops.performance.outcomes import Outcomes
+from modelops.performance.status import Status, worst
 
 
 class WindowPerformance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,7 +103,7 @@ def build(
         )
     any_model = next(iter(models.values()), None)
     return PerformanceReport(
-        status=judge.worst([p.status for p in versions.values()]),
+        status=worst([p.status for p in versions.values()]),
         model=model_name,
         classes=list(any_model.classes) if any_model else [],
         rule=rule,
