@@ -213,3 +213,16 @@ def test_the_bootstrap_is_seeded_and_its_interval_covers_the_change() -> None:
     c = judge.change(y_index, proba, model, rule, 0.9, judge.seed_of(7, "v1.1.0", 2903))
     assert a == b and a != c
     assert a.low < a.change < a.high and a.worse_by == pytest.approx(-a.change)
+
+
+def test_the_auc_of_every_resample_from_one_sort_equals_sklearn_s() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 40, 600) / 40  # many ties
+    positive = rng.random(600) < scores
+    counts = rng.multinomial(600, np.full(600, 1 / 600), 8)
+    fast = judge.auc_resamples(positive, scores, counts)
+    for b, c in enumerate(counts):
+        pick = np.repeat(np.arange(600), c)
+        assert fast[b] == pytest.approx(roc_auc_score(positive[pick], scores[pick]), abs=1e-12)

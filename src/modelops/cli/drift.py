@@ -19,7 +19,8 @@ from modelops.drift.status import SEVERITY, STATUSES
 from modelops.errors import ModelopsError, SchemaError
 
 if TYPE_CHECKING:
-    from modelops.drift.report import DriftReport
+    from modelops.drift.profile import Profile
+    from modelops.drift.report import DriftReport, Source, Tally
 
 
 DRIFT_EXIT = 3  # `drift check --fail-on`: drift at or above the level (1 stays "could not check")
@@ -58,6 +59,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=str(paths.PROFILE),
         help="the reference profile for --incoming (default: %(default)s)",
     )
+    check.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="with --incoming: count in this process, or per file on a dask.distributed cluster "
+        "(the same counts; needs `pip install 'modelops[dask]'`) (default: %(default)s)",
+    )
+    check.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --incoming: the dask scheduler to count on (e.g. tcp://host:8786; implies "
+        "--engine dask); without it, --engine dask starts a local cluster of worker processes",
+    )
     check.set_defaults(handler=_check)
 
 
@@ -71,11 +85,13 @@ def _read(path: str, what: str, hint: str) -> bytes:
 def _check(args: argparse.Namespace) -> int:
     # Imported here: numpy, pandas and pyarrow would slow every other command's start.
     from modelops import params
-    from modelops.drift import incoming
     from modelops.drift.profile import Profile
     from modelops.drift.report import DriftReport, format_report
     from modelops.drift.status import Thresholds
 
+    if (args.engine == "dask" or args.scheduler) and not args.incoming:
+        print("error: --engine dask and --scheduler count --incoming rows", file=sys.stderr)
+        return 2
     if args.incoming:
         profile = Profile.decode(
             _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
@@ -83,7 +99,7 @@ def _check(args: argparse.Namespace) -> int:
         )
         has_params = params.PARAMS_FILE.is_file()
         thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
-        counts, source = incoming.tally(args.incoming, profile)
+        counts, source = _tally(args, profile)
         report = counts.report(thresholds).with_source(source)
     else:
         raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
@@ -95,6 +111,19 @@ def _check(args: argparse.Namespace) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     failing = args.fail_on and SEVERITY[report.status] >= SEVERITY[args.fail_on]
     return DRIFT_EXIT if failing else 0
+
+
+def _tally(args: argparse.Namespace, profile: Profile) -> tuple[Tally, Source]:
+    """The counts of --incoming: in this process, or on a dask cluster; a local path, or object
+    storage (s3://, remote://) through the DVC remote's configuration."""
+    from modelops.drift import distributed, incoming
+
+    if args.engine == "dask" or args.scheduler:
+        return distributed.tally(args.incoming, profile, args.scheduler)
+    if distributed.is_remote(args.incoming):
+        fs, url = distributed.remote_filesystem(args.incoming)
+        return incoming.tally(url, profile, fs=fs)
+    return incoming.tally(args.incoming, profile)
 
 
 def _warn_if_stale(report: DriftReport) -> None:

@@ -198,10 +198,13 @@ def tally(
     profile: Profile,
     scorer: Scorer | None = None,
     batch_rows: int = BATCH_ROWS,
+    fs: Any = None,
 ) -> tuple[Tally, Source]:
-    """Count every incoming row at `path` into the profile's bins, file by file in this process."""
-    files = discover(path)
-    return combine(profile, (count_file(f, profile, scorer, batch_rows) for f in files), path)
+    """Count every incoming row at `path` into the profile's bins, file by file in this process
+    (`fs`: the fsspec filesystem of a URL in object storage)."""
+    files: list[File] = list(discover(path)) if fs is None else list(discover_remote(fs, str(path)))
+    parts = (count_file(f, profile, scorer, batch_rows, fs) for f in files)
+    return combine(profile, parts, path)
 
 
 def _earlier(a: str | None, b: str | None) -> str | None:

@@ -19,7 +19,8 @@ The test metric is taken as exact: its own sampling error is not in the interval
 The window's metrics are `modelops.evaluation.classification_metrics`, as `evaluate` writes them.
 A resample is scored on the judged metric alone, with the function `classification_metrics`
 uses for it (`score`; tests/unit/test_performance.py holds the two equal): the whole set costs
-six times as much per resample.
+six times as much per resample. ROC AUC, whose every call sorts again, is computed for all
+resamples of a window from one sort (`auc_resamples`), held equal to sklearn's by the same tests.
 """
 
 from __future__ import annotations
@@ -168,12 +169,16 @@ def change(
     value = score(rule.metric, y, proba, model)
     rng = np.random.default_rng(list(seed))
     strata = [np.flatnonzero(y_index == k) for k in range(len(model.classes))]
-    values = np.empty(rule.resamples)
-    for b in range(rule.resamples):
-        pick = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata])
-        values[b] = score(rule.metric, y[pick], proba[pick], model)
+    values = []
+    for start in range(0, rule.resamples, _BLOCK):
+        counts = np.zeros((min(_BLOCK, rule.resamples - start), len(y)), dtype=np.int64)
+        for rows in strata:  # each class keeps its count: every resample can be scored
+            counts[:, rows] = rng.multinomial(
+                len(rows), np.full(len(rows), 1 / len(rows)), len(counts)
+            )
+        values.append(_resampled(rule.metric, y, y_index, proba, model, counts))
     tail = (1 - rule.confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail]) - test
+    low, high = np.percentile(np.concatenate(values), [tail, 100 - tail]) - test
     delta = value - test
     return Change(
         metric=metric_key(rule.metric, len(model.classes)),
@@ -184,6 +189,47 @@ def change(
         high=round(float(high), 6),
         worse_by=round(-delta if HIGHER_IS_BETTER[rule.metric] else delta, 6),
     )
+
+
+_BLOCK = 25  # resamples drawn at once: a block's draw counts take 25 x rows integers
+
+
+def _resampled(
+    metric: Metric,
+    y: npt.NDArray[Any],
+    y_index: IntArray,
+    proba: FloatArray,
+    model: Model,
+    counts: IntArray,
+) -> FloatArray:
+    """The metric of each resample (row i drawn counts[b, i] times)."""
+    if metric == "roc_auc":
+        if len(model.classes) == 2:
+            k = model.classes.index(model.positive)
+            return auc_resamples(y_index == k, proba[:, k], counts)
+        per_class = [
+            auc_resamples(y_index == k, proba[:, k], counts) for k in range(proba.shape[1])
+        ]
+        return np.mean(per_class, axis=0)
+    rows = np.arange(len(y))
+    picks = [np.repeat(rows, c) for c in counts]
+    return np.array([score(metric, y[pick], proba[pick], model) for pick in picks])
+
+
+def auc_resamples(
+    positive: npt.NDArray[np.bool_], scores: FloatArray, counts: IntArray
+) -> FloatArray:
+    """ROC AUC of each resample, from one sort for all of them: the Mann-Whitney statistic, a tie
+    counting half, which is the area `roc_auc_score` computes (the unit tests hold them equal).
+    sklearn sorts again for every resample: 32 ms per resample of 40k rows against about 2 ms here."""
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    groups = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # runs of equal scores
+    weights = counts[:, order].astype(np.float64)
+    pos = np.add.reduceat(weights * positive[order], groups, axis=1)
+    neg = np.add.reduceat(weights * ~positive[order], groups, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
 def seed_of(seed: int, version: str, window: int) -> list[int]:
