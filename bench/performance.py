@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from modelops.logline import PREDICTION_PREFIX, LoggedModel, LogLine, segment_name, utc_timestamp
+from modelops.params import PerformanceParams
 from modelops.performance import join, log, outcomes, report
 from modelops.performance.baseline import Baseline
 from modelops.performance.judge import Model, Rule
@@ -142,7 +143,16 @@ def main() -> None:
             "metrics + bootstrap per version and week",
             args.rows,
             lambda: report.build(
-                "churn", p, o, j, dict.fromkeys(p.versions, model), tests, Rule(), "7d", width, 1
+                "churn",
+                p,
+                o,
+                j,
+                dict.fromkeys(p.versions, model),
+                tests,
+                Rule.from_params(PerformanceParams()),
+                "7d",
+                width,
+                1,
             ),
         )
         total = t_log + t_out + t_join + t_judge

@@ -13,6 +13,7 @@ import pytest
 from modelops.errors import DataValidationError
 from modelops.evaluation import classification_metrics
 from modelops.logline import PREDICTION_PREFIX, LoggedModel, LogLine, segment_name, utc_timestamp
+from modelops.params import PerformanceParams
 from modelops.performance import join, judge, log, outcomes
 from modelops.performance.judge import Change, Model, Rule
 
@@ -189,12 +190,12 @@ def _change(value: float, low: float, high: float, test: float = 0.8) -> Change:
     ],
 )
 def test_the_status_rule(labels: int, complete: bool, change: Change | None, expected: str) -> None:
-    rule = Rule(metric="roc_auc", max_drop=0.05, min_labels=200)
+    rule = Rule.from_params(PerformanceParams(metric="roc_auc", max_drop=0.05, min_labels=200))
     assert judge.status(labels, rule, complete, change)[0] == expected
 
 
 def test_for_a_loss_higher_is_worse() -> None:
-    rule = Rule(metric="log_loss", max_drop=0.05, min_labels=1)
+    rule = Rule.from_params(PerformanceParams(metric="log_loss", max_drop=0.05, min_labels=1))
     worse = Change("log_loss", 0.45, 0.60, 0.15, 0.08, 0.22, 0.15)
     better = Change("log_loss", 0.45, 0.30, -0.15, -0.22, -0.08, -0.15)
     assert judge.status(10, rule, True, worse)[0] == "degraded"
@@ -207,7 +208,7 @@ def test_the_bootstrap_is_seeded_and_its_interval_covers_the_change() -> None:
     y_index = (rng.random(800) < p).astype(np.int64)
     proba = np.column_stack([1 - p, p])
     model = Model([0, 1], 1, 0.5)
-    rule = Rule(resamples=300)
+    rule = Rule.from_params(PerformanceParams(resamples=300))
     a = judge.change(y_index, proba, model, rule, 0.9, judge.seed_of(7, "v1.0.0", 2903))
     b = judge.change(y_index, proba, model, rule, 0.9, judge.seed_of(7, "v1.0.0", 2903))
     c = judge.change(y_index, proba, model, rule, 0.9, judge.seed_of(7, "v1.1.0", 2903))

@@ -60,13 +60,14 @@ def metric_key(metric: Metric, n_classes: int) -> str:
 
 
 class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """When a window counts as degraded: see the module's docstring."""
+    """When a window counts as degraded: see the module's docstring; the values (and their
+    defaults) are params performance.*."""
 
-    metric: Metric = "roc_auc"
-    max_drop: float = 0.05
-    min_labels: int = 200
-    confidence: float = 0.95
-    resamples: int = 200
+    metric: Metric
+    max_drop: float
+    min_labels: int
+    confidence: float
+    resamples: int
 
     @classmethod
     def from_params(cls, params: PerformanceParams) -> Rule:
