@@ -1,8 +1,10 @@
-"""Streaming drift counts vs a naive pandas baseline on 1M and 10M rows x 13 features; prints ratios.
+"""Streaming drift counts vs a naive pandas baseline on 1M and 10M rows x 13 features, and the
+Dask path vs the single-process path on the same files; prints ratios.
 
     python bench/drift.py                      # 1M and 10M rows (about 0.7 GB in $TMPDIR at once)
     python bench/drift.py --rows 200000 2000000
     python bench/drift.py --skip-files         # only the live-window part
+    python bench/drift.py --dask-only --rows 10000000 --workers 2
 
 Each (size, method) runs in its own child process, so peak resident memory is that method's alone.
 "ours" is `modelops.drift.incoming.tally` (pyarrow batches, dictionary-encoded categories, numpy
@@ -158,6 +160,58 @@ def measure(path: Path, profile_path: Path, repeat: int) -> dict[str, dict[str, 
     return best
 
 
+def write_parquet_dir(directory: Path, rows: int, seed: int) -> None:
+    """The same rows as `write_parquet`, one file per CHUNK_ROWS: a file is Dask's unit of work."""
+    directory.mkdir()
+    rng = np.random.default_rng(seed)
+    for i, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        chunk = _chunk(rng, min(CHUNK_ROWS, rows - start))
+        path = directory / f"part-{i:05d}.parquet"
+        chunk.to_parquet(path, index=False, row_group_size=CHUNK_ROWS)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def dask_vs_single(directory: Path, profile: Profile, workers: int, repeat: int) -> None:
+    """Single-process counting vs `modelops.drift.distributed` on a LocalCluster of worker
+    processes, the same files, alternating; counts must be identical."""
+    from dask.distributed import LocalCluster
+
+    from modelops.drift import distributed
+
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in directory.iterdir())
+    files = len(list(directory.iterdir()))
+    start = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    startup = time.perf_counter() - start
+    times: dict[str, list[float]] = {"single": [], "dask": []}
+    counts: dict[str, Any] = {}
+    try:
+        for _ in range(repeat):
+            for method in times:
+                start = time.perf_counter()
+                if method == "single":
+                    tally, _ = incoming.tally(directory, profile)
+                else:
+                    tally, _ = distributed.tally(str(directory), profile, cluster.scheduler_address)
+                times[method].append(time.perf_counter() - start)
+                counts[method] = {n: c.tolist() for n, c in tally.features.items()}
+    finally:
+        cluster.close()
+    if counts["single"] != counts["dask"]:
+        sys.exit(f"counts differ between the single-process and the Dask path at {rows} rows")
+    single, spread = min(times["single"]), min(times["dask"])
+    print(f"\nDask vs single process, {rows:,} rows in {files} parquet files (counts identical):")
+    print(f"  single process:              {single:6.2f} s  {rows / single:>12,.0f} rows/s")
+    print(f"  dask, {workers} worker processes:  {spread:6.2f} s  {rows / spread:>12,.0f} rows/s")
+    print(
+        f"  ratio: dask takes {spread / single:.2f}x the single-process time (cluster start-up, "
+        f"{startup:.1f} s, not included; {os.cpu_count()} cores here)"
+    )
+
+
 def recount(profile: Profile, frame: pd.DataFrame) -> DriftReport:
     """The drift report of `frame` counted from scratch, with the same bins as the window."""
     counts = Tally(profile)
@@ -223,6 +277,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "PARQUET", "PROFILE"))
     parser.add_argument("--skip-files", action="store_true", help="only the live-window part")
+    parser.add_argument("--dask-only", action="store_true", help="only the Dask comparison")
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
@@ -243,6 +299,13 @@ def main() -> None:
         profile_path = tmp / "profile.json"
         profile_path.write_bytes(json.dumps(make_profile(args.seed).to_dict()).encode())
 
+        if args.dask_only:
+            for rows in args.rows:
+                parts = tmp / f"parts-{rows}"
+                write_parquet_dir(parts, rows, args.seed + rows)
+                dask_vs_single(parts, make_profile(args.seed), args.workers, args.repeat)
+                shutil.rmtree(parts)
+            return
         results: dict[tuple[int, str], dict[str, Any]] = {}
         print(
             f"{'rows':>11} {'method':>6} {'file MB':>8} {'seconds':>8} {'rows/s':>12} {'peak MB':>8}"
@@ -275,6 +338,10 @@ def main() -> None:
             for method in ("ours", "naive"):
                 growth = results[hi, method]["peak_mb"] / results[lo, method]["peak_mb"]
                 print(f"  peak memory {hi // lo}x more rows: {method} x{growth:.2f}")
+        parts = tmp / "parts"
+        write_parquet_dir(parts, hi, args.seed + hi)
+        dask_vs_single(parts, make_profile(args.seed), args.workers, args.repeat)
+        shutil.rmtree(parts)
         live_window(make_profile(args.seed), args.seed)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

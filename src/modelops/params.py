@@ -168,6 +168,24 @@ class GateParams(_Params, frozen=True, forbid_unknown_fields=True):
     bootstrap: Annotated[int, msgspec.Meta(ge=100, le=100_000)] = 1000
 
 
+PerformanceMetric = Literal["roc_auc", "log_loss", "brier", "accuracy"]
+WINDOW_PATTERN = r"^[1-9][0-9]{0,3}[hdw]$"  # a time window: 12h, 1d, 7d, 2w
+
+
+class PerformanceParams(_Params, frozen=True, forbid_unknown_fields=True):
+    """What the performance stage joins, its time windows, and when a window counts as degraded
+    (the rule: modelops.performance.judge)."""
+
+    predictions: str = "data/demo/predictions"  # a prediction-log segment or a directory of them
+    outcomes: str = "data/demo/outcomes.csv"  # an outcomes file, or a directory of them/feedback
+    window: Annotated[str, msgspec.Meta(pattern=WINDOW_PATTERN)] = "7d"
+    metric: PerformanceMetric = "roc_auc"
+    max_drop: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.05
+    min_labels: RowCount = 200
+    confidence: Annotated[float, msgspec.Meta(ge=0.5, lt=1)] = 0.95
+    resamples: Annotated[int, msgspec.Meta(ge=50, le=100_000)] = 200
+
+
 class Params(_Params, frozen=True, forbid_unknown_fields=True):
     base: BaseParams = BaseParams()
     generate: GenerateParams = GenerateParams()
@@ -177,6 +195,7 @@ class Params(_Params, frozen=True, forbid_unknown_fields=True):
     evaluate: EvaluateParams = EvaluateParams()
     drift: DriftParams = DriftParams()
     gate: GateParams = GateParams()
+    performance: PerformanceParams = PerformanceParams()
 
 
 def parse(text: bytes | str, source: str = str(PARAMS_FILE)) -> Params:

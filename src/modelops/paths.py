@@ -18,6 +18,9 @@ TEST = PREPARED_DIR / "test.parquet"
 SCHEMA = PREPARED_DIR / "schema.yaml"
 SCENARIOS = DATA / "scenarios"  # generate's demo drift batches, one <scenario>.parquet each
 INCOMING = DATA / "incoming"  # the prediction log's home; point params drift.incoming here
+DEMO = DATA / "demo"  # simulate's demo prediction log and outcomes, for the performance stage
+DEMO_PREDICTIONS = DEMO / "predictions"
+DEMO_OUTCOMES = DEMO / "outcomes.csv"
 
 # Written by `modelops registry` whenever a stage changes hands: the version (and model md5) each
 # stage holds. The compare stage depends on the entry for params' gate.against.
@@ -44,6 +47,9 @@ GATE = METRICS_DIR / "gate.json"  # its summary as DVC metrics: verdict, differe
 DRIFT_SUMMARY = METRICS_DIR / "drift_summary.json"
 DRIFT_PLOTS = METRICS_DIR / "drift_plots"  # <feature>.json: reference vs current share per bin
 DRIFT_HTML = METRICS_DIR / "drift_report.html"  # the report as one self-contained page
+PERFORMANCE = METRICS_DIR / "performance.json"  # per version and window, in full
+PERFORMANCE_SUMMARY = METRICS_DIR / "performance_summary.json"  # the DVC metric: status, counts
+PERFORMANCE_PLOTS = METRICS_DIR / "performance_plots"  # <version>.json: metrics over time
 
 
 def scenario_path(name: str) -> Path:

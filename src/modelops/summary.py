@@ -1,4 +1,4 @@
-"""The workspace's model card, test metrics, drift summary and gate verdict in; the few lines
+"""The workspace's model card, test metrics, drift, gate and performance summaries in; the few lines
 `modelops summary` prints out, none wider than `WIDTH` columns.
 
 README command (1) ends with it rather than with `dvc metrics show`, whose one table puts every
@@ -55,10 +55,28 @@ def summary() -> str:
         lines.append(f"drift: not checked ({paths.DRIFT_SUMMARY} missing: run `dvc repro drift`)")
     if paths.COMPARE.is_file():
         lines.append(gate.decode(paths.COMPARE.read_bytes()).headline())
+    if paths.PERFORMANCE_SUMMARY.is_file():
+        lines.append(_performance())
     lines.append(
         f"more: dvc metrics show · dvc plots show · modelops drift check · {paths.DRIFT_HTML}"
     )
     return "\n".join(line if len(line) <= WIDTH else line[: WIDTH - 1] + "…" for line in lines)
+
+
+def _performance() -> str:
+    from modelops.params import load  # the log the stage read is params performance.predictions
+    from modelops.performance.report import PerformanceSummary
+
+    try:
+        p = msgspec.json.decode(paths.PERFORMANCE_SUMMARY.read_bytes(), type=PerformanceSummary)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SchemaError(
+            f"{paths.PERFORMANCE_SUMMARY}: not a performance summary: {exc}"
+        ) from None
+    return (
+        f"performance: {p.status} ({p.degraded}/{p.versions} versions degraded), "
+        f"{p.labels} outcomes of {p.predictions} in {load().performance.predictions}"
+    )
 
 
 def _read(path: Any) -> dict[str, Any]:

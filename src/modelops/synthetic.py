@@ -39,6 +39,16 @@ seasonal bills do not rewrite history (total_charges accumulates the pre-season 
 The bundled model's predicted churn moves a lot under campaign only (PSI about 1); seasonal and
 new_region leave it nearly where it was (PSI below 0.02), which is itself worth seeing: inputs can
 drift without the output following.
+
+A *concept change* moves the truth, not the inputs. `competitor_churn` draws new labels for the
+same customers from a changed rule, as if a competitor's cheaper offer had arrived: price now
+drives churn, contracts protect less and loyalty counts for little (log-odds):
+
+    -1.20 + 0.60·[contract = month-to-month] + 0.045·(monthly_charges − 70)
+    − 0.015·min(tenure_months, 60) + noise ~ Normal(0, 0.5)
+
+About 26% churn, as before, and the inputs are untouched, so a drift check stays quiet; but the
+bundled model's ROC AUC on these labels falls from about 0.82 to about 0.66.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 Scenario = Literal["baseline", "no_drift", "campaign", "seasonal", "new_region"]
@@ -151,3 +162,18 @@ def generate_customers(n_rows: int, seed: int, scenario: Scenario = "baseline") 
             "churned": churned,
         }
     )
+
+
+def competitor_churn(frame: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:
+    """Churn labels (0/1) for `frame`'s customers under the changed concept (see the docstring);
+    only gap-free columns enter the rule, so every customer gets a label."""
+    rng = np.random.default_rng([seed, 1000])
+    n = len(frame)
+    logit = (
+        -1.20
+        + 0.60 * (frame["contract"].to_numpy() == CONTRACTS[0])
+        + 0.045 * (frame["monthly_charges"].to_numpy(np.float64) - 70.0)
+        - 0.015 * np.minimum(frame["tenure_months"].to_numpy(np.float64), 60)
+        + rng.normal(0.0, 0.5, n)
+    )
+    return (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")

@@ -35,6 +35,15 @@ from modelops.schema import FeatureSchema, binary_positive, infer_and_validate, 
 
 DVC_YAML, DVC_LOCK = paths.DVC_YAML, paths.DVC_LOCK
 BUNDLED_STAGE = "generate"  # the synthetic data's stage; a user's table takes its place
+# The demo of production performance: a log and outcomes simulated from the bundled data, which
+# mean nothing for a user's table. `simulate` goes with `generate`; `performance` stays in dvc.yaml
+# as comments, to put back once the user's own predictions and outcomes exist.
+DEMO_STAGES = (BUNDLED_STAGE, "simulate")
+DORMANT_STAGE = "performance"
+DORMANT_NOTE = (
+    "performance: put back (uncomment) once your predictions (e.g. data/incoming) and outcomes "
+    "exist; point params performance.predictions and performance.outcomes at them"
+)
 INCOMING = paths.TEST  # what drift judges until production rows arrive (see the docstring)
 
 _ID_NAME = re.compile(r"(^|[^a-z0-9])(id|uuid|guid|key)$|^(id|uuid|guid)([^a-z0-9]|$)")
@@ -165,8 +174,14 @@ def _relative(path: str) -> Path:
 
 
 def _bundled_outputs(pipeline: dict[str, Any]) -> list[Path]:
-    stage = (pipeline.get("stages") or {}).get(BUNDLED_STAGE) or {}
-    return [Path(next(iter(o)) if isinstance(o, dict) else o) for o in stage.get("outs", [])]
+    """What the demo stages and the dormant one wrote: each a DVC output (`outs`, `metrics`)."""
+    stages = pipeline.get("stages") or {}
+    found = []
+    for name in (*DEMO_STAGES, DORMANT_STAGE):
+        stage = stages.get(name) or {}
+        for o in [*stage.get("outs", []), *stage.get("metrics", [])]:
+            found.append(Path(next(iter(o)) if isinstance(o, dict) else o))
+    return found
 
 
 def _tracking(table: Path, pipeline: dict[str, Any]) -> tuple[str, bool]:
@@ -272,10 +287,15 @@ def _classes(schema: FeatureSchema) -> str:
 def _pipeline_text(
     pipeline: dict[str, Any], old_name: str, name: str, target: str, table: Path
 ) -> str:
-    """dvc.yaml without the bundled data's stage and with the artifact renamed."""
-    text = yamledit.remove(DVC_YAML.read_text(), ["stages", BUNDLED_STAGE])
+    """dvc.yaml without the demo stages, the performance stage commented out, and the artifact
+    renamed."""
+    text = DVC_YAML.read_text()
     expected = yaml.safe_load(yaml.safe_dump(pipeline))
-    (expected.get("stages") or {}).pop(BUNDLED_STAGE, None)
+    for stage in DEMO_STAGES:
+        text = yamledit.remove(text, ["stages", stage])
+        (expected.get("stages") or {}).pop(stage, None)
+    text = yamledit.comment_out(text, ["stages", DORMANT_STAGE], DORMANT_NOTE)
+    (expected.get("stages") or {}).pop(DORMANT_STAGE, None)
     artifacts = expected.setdefault("artifacts", {})
     desc = (
         f"Classifier of {target} from {table.as_posix()} - the fitted scikit-learn Pipeline "
@@ -296,11 +316,12 @@ def _pipeline_text(
 
 
 def _lock_text() -> str:
-    text = DVC_LOCK.read_text()
-    expected = yaml.safe_load(text) or {}
-    (expected.get("stages") or {}).pop(BUNDLED_STAGE, None)
-    edited = yamledit.remove(text, ["stages", BUNDLED_STAGE])
-    yamledit.check(str(DVC_LOCK), edited, yaml.safe_load, expected, [f"stages.{BUNDLED_STAGE}"])
+    edited = DVC_LOCK.read_text()
+    expected = yaml.safe_load(edited) or {}
+    for stage in (*DEMO_STAGES, DORMANT_STAGE):
+        (expected.get("stages") or {}).pop(stage, None)
+        edited = yamledit.remove(edited, ["stages", stage])
+    yamledit.check(str(DVC_LOCK), edited, yaml.safe_load, expected, ["the demo stages"])
     return edited
 
 
@@ -330,10 +351,14 @@ def _remove_bundled(outputs: list[Path], recorded: dict[str, str], switched: Swi
 
 
 def _recorded_hashes() -> dict[str, str]:
-    """The md5 dvc.lock records for each output of the bundled stage: what it wrote last."""
+    """The md5 dvc.lock records for each output of the demo stages: what they wrote last."""
     lock = yaml.safe_load(DVC_LOCK.read_text()) if DVC_LOCK.is_file() else None
-    stage = ((lock or {}).get("stages") or {}).get(BUNDLED_STAGE) or {}
-    return {o["path"]: o.get("md5", "") for o in stage.get("outs", [])}
+    stages = (lock or {}).get("stages") or {}
+    return {
+        o["path"]: o.get("md5", "")
+        for name in (*DEMO_STAGES, DORMANT_STAGE)
+        for o in (stages.get(name) or {}).get("outs", [])
+    }
 
 
 def _same_tree(directory: Path, dir_md5: str | None) -> bool:

@@ -143,6 +143,22 @@ def remove(text: str, path: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comment_out(text: str, path: Sequence[str], note: str) -> str:
+    """The key at `path` with its block turned into comments under a `# note` line: kept for a
+    person to put back, gone for every YAML reader."""
+    lines = text.splitlines()
+    block = _find(lines, path)
+    if block is None:
+        return text
+    pad = " " * block.indent
+    kept = [
+        f"{pad}# {line[block.indent :]}" if line.strip() else line
+        for line in lines[block.start : block.end]
+    ]
+    lines[block.start : block.end] = [f"{pad}# {note}", *kept]
+    return "\n".join(lines) + "\n"
+
+
 def rename(text: str, path: Sequence[str], new_key: str) -> str:
     """Give the key at `path` the name `new_key`, keeping its value and comments."""
     lines = text.splitlines()

@@ -33,6 +33,7 @@ def test_the_summary_fits_in_100_columns_with_the_metrics_and_the_drift_verdict(
     )
     assert drift.verdict() in lines and drift.verdict().startswith("drift: stable, 0 flagged")
     assert "gate: no_champion (no version held prod)" in lines  # nothing registered yet
+    assert any(line.startswith("performance: ") for line in lines)
 
 
 def test_dvc_metrics_hold_the_drift_summary_and_not_the_per_feature_report(
@@ -40,6 +41,11 @@ def test_dvc_metrics_hold_the_drift_summary_and_not_the_per_feature_report(
 ) -> None:
     shown = json.loads(run("dvc", "metrics", "show", "--json", cwd=reproduced_repo).stdout)
     data = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
-    assert set(data) == {str(paths.METRICS), str(paths.DRIFT_SUMMARY), str(paths.GATE)}
+    assert set(data) == {
+        str(paths.METRICS),
+        str(paths.DRIFT_SUMMARY),
+        str(paths.GATE),
+        str(paths.PERFORMANCE_SUMMARY),
+    }
     summary = data[str(paths.DRIFT_SUMMARY)]["data"]
     assert set(summary) == {"status", "severity", "rows", "flagged", "worst_psi", "worst"}

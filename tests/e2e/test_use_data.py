@@ -103,11 +103,13 @@ def test_the_readme_block_takes_a_table_to_a_served_model_and_a_drift_verdict(
     assert "dropped 'penguin_id': every value is distinct" in said
     assert re.search(r"\n  year +numeric, integer\n", said)
     assert re.search(r"\n  sex +categorical, 2 categories, has gaps\n", said)
-    assert "removed what the bundled data's stage wrote: data/raw/customers.parquet, " in said
+    assert "removed what the demo stages wrote: data/raw/customers.parquet, " in said
 
     # The repository now describes the user's model, and only that.
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    assert "generate" not in pipeline["stages"] and list(pipeline["artifacts"]) == ["penguins"]
+    assert not {"generate", "simulate", "performance"} & set(pipeline["stages"])
+    assert list(pipeline["artifacts"]) == ["penguins"]
+    assert "\n  # performance:\n" in (repo / "dvc.yaml").read_text()  # kept, to put back
     assert not (repo / paths.RAW).exists() and not (repo / paths.SCENARIOS).exists()
     params = yaml.safe_load((repo / "params.yaml").read_text())
     wanted = {
@@ -252,8 +254,9 @@ def test_an_imported_table_is_taken_as_dvc_tracks_it_and_changed_bundled_files_s
     assert "DVC tracks it (already tracked: data/raw/penguins.csv.dvc)" in said
     assert "dropped 'year': --drop" in said
     # generate wrote the table; the scenarios were changed by hand since, so they stay
-    assert "removed what the bundled data's stage wrote: data/raw/customers.parquet\n" in said
-    assert "left in place (changed since `generate` wrote them): data/scenarios" in said
+    removed = next(line for line in said.splitlines() if line.startswith("removed what"))
+    assert "data/raw/customers.parquet" in removed and "data/demo/outcomes.csv" in removed
+    assert "left in place (changed since the demo stages wrote them): data/scenarios" in said
     assert scenario.is_file() and not (repo / paths.RAW).exists()
     run("dvc", "repro", cwd=repo)
     assert "Data and pipelines are up to date." in run("dvc", "status", cwd=repo).stdout

@@ -127,9 +127,10 @@ def test_directory_mixes_formats_in_path_order_and_skips_hidden_files(
     (tmp_path / "2026-11").mkdir()
     frame[:300].to_parquet(tmp_path / "a.parquet", index=False)
     frame[300:600].to_csv(tmp_path / "2026-11" / "b.csv", index=False)
-    write_segment(tmp_path / "c.jsonl", frame[600:], schema.names, np.full(300, 0.2))
+    segment = "predictions-20261127T100000-1-000001.jsonl"
+    write_segment(tmp_path / segment, frame[600:], schema.names, np.full(300, 0.2))
     (tmp_path / ".gitignore").write_text("*\n")
-    assert [p.name for p in incoming.discover(tmp_path)] == ["b.csv", "a.parquet", "c.jsonl"]
+    assert [p.name for p in incoming.discover(tmp_path)] == ["b.csv", "a.parquet", segment]
     counts, source = incoming.tally(tmp_path, profile)
     assert _same_counts(counts, _expected(schema, profile, frame))
     assert source.files == 3 and counts.predictions["1"].sum() == 300

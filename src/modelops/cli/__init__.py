@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from modelops import __version__
-from modelops.cli import data, drift, registry, serve
+from modelops.cli import data, drift, performance, registry, serve
 from modelops.errors import ModelopsError
 
 CLOSED_PIPE_STATUS = 141  # 128 + SIGPIPE: as `git log | head -1` leaves git
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelops {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (data, registry, drift, serve):
+    for group in (data, registry, drift, performance, serve):
         group.add_parser(commands)
     return parser
 

@@ -105,10 +105,16 @@ def describe(s: Switched) -> str:
         lines.append(f"dropped {column!r}: {reason}")
     lines.append(f"model name {s.name!r}: params base.model_name and dvc.yaml's artifact")
     lines.append(f"drift judges {paths.TEST} (the held-out split) until drift.incoming changes")
+    lines.append(
+        "demo stages generate and simulate removed from dvc.yaml; performance commented out there "
+        "until your own predictions and outcomes exist"
+    )
     if s.removed:
-        lines.append(f"removed what the bundled data's stage wrote: {', '.join(s.removed)}")
+        lines.append(f"removed what the demo stages wrote: {', '.join(s.removed)}")
     if s.kept:
-        lines.append(f"left in place (changed since `generate` wrote them): {', '.join(s.kept)}")
+        lines.append(
+            f"left in place (changed since the demo stages wrote them): {', '.join(s.kept)}"
+        )
     lines += [
         "",
         "next:",

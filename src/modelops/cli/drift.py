@@ -19,7 +19,8 @@ from modelops.drift.status import SEVERITY, STATUSES
 from modelops.errors import ModelopsError, SchemaError
 
 if TYPE_CHECKING:
-    from modelops.drift.report import DriftReport
+    from modelops.drift.profile import Profile
+    from modelops.drift.report import DriftReport, Source, Tally
 
 
 DRIFT_EXIT = 3  # `drift check --fail-on`: drift at or above the level (1 stays "could not check")
@@ -82,6 +83,19 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(paths.PROFILE),
         help="the reference profile for --incoming (default: %(default)s)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="with --incoming: count in this process, or per file on a dask.distributed cluster "
+        "(the same counts; needs `pip install 'modelops[dask]'`) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --incoming: the dask scheduler to count on (e.g. tcp://host:8786; implies "
+        "--engine dask); without it, --engine dask starts a local cluster of worker processes",
+    )
 
 
 def _read(path: str, what: str, hint: str) -> bytes:
@@ -98,7 +112,6 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
     """The report the stage wrote, or (with --incoming) a fresh check and its distributions."""
     # Imported here: numpy, pandas and pyarrow would slow every other command's start.
     from modelops import params
-    from modelops.drift import incoming
     from modelops.drift.profile import Profile
     from modelops.drift.report import DriftReport
     from modelops.drift.status import Thresholds
@@ -110,7 +123,7 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
         )
         has_params = params.PARAMS_FILE.is_file()
         thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
-        counts, source = incoming.tally(args.incoming, profile)
+        counts, source = _tally(args, profile)
         return counts.report(thresholds).with_source(source), counts.distributions()
     raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
     try:
@@ -121,9 +134,19 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
     return report, None
 
 
+def _misused(args: argparse.Namespace) -> bool:
+    """A usage error argparse cannot see: the dask options count --incoming rows only."""
+    if (args.engine == "dask" or args.scheduler) and not args.incoming:
+        print("error: --engine dask and --scheduler count --incoming rows", file=sys.stderr)
+        return True
+    return False
+
+
 def _check(args: argparse.Namespace) -> int:
     from modelops.drift.report import format_report
 
+    if _misused(args):
+        return 2
     report, _ = _judge(args)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     failing = args.fail_on and SEVERITY[report.status] >= SEVERITY[args.fail_on]
@@ -135,6 +158,8 @@ def _report(args: argparse.Namespace) -> int:
     from modelops.drift import html
     from modelops.drift.report import prediction_part
 
+    if _misused(args):
+        return 2
     report, distributions = _judge(args)
     if distributions is None:
         plots = Path(args.plots)
@@ -147,6 +172,19 @@ def _report(args: argparse.Namespace) -> int:
     files.write_bytes(args.out, page)
     print(f"{args.out}: {len(page) / 1000:.1f} kB, {report.summary().verdict()}")
     return 0
+
+
+def _tally(args: argparse.Namespace, profile: Profile) -> tuple[Tally, Source]:
+    """The counts of --incoming: in this process, or on a dask cluster; a local path, or object
+    storage (s3://, remote://) through the DVC remote's configuration."""
+    from modelops.drift import distributed, incoming
+
+    if args.engine == "dask" or args.scheduler:
+        return distributed.tally(args.incoming, profile, args.scheduler)
+    if distributed.is_remote(args.incoming):
+        fs, url = distributed.remote_filesystem(args.incoming)
+        return incoming.tally(url, profile, fs=fs)
+    return incoming.tally(args.incoming, profile)
 
 
 def _warn_if_stale(report: DriftReport) -> None:

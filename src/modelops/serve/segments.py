@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX
+from modelops.logline import PREDICTION_PREFIX as PREFIX
 from modelops.serve import logs
 
-PREFIX = "predictions-"
 PROBE_BYTES = 1 << 16  # what a probe writes to learn that the directory takes data again
 _CHUNK = 1 << 20
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
