@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from modelops.category import category_name
 from modelops.errors import WHOLE_TABLE, DataIssue, DataValidationError, SchemaError
 from modelops.params import DataParams, FeatureDecl, load_yaml
 
@@ -73,15 +74,6 @@ def scored_classes(classes: Sequence[Any], positive: Any) -> list[Any]:
     """The classes whose probability is scored, plotted and profiled: the positive one for a binary
     target (when it has one), every class one-vs-rest otherwise."""
     return [positive] if len(classes) == 2 and positive is not None else list(classes)
-
-
-def category_name(value: Any) -> str:
-    """A categorical value as its category name. Integral floats print as integers, so a code column
-    read from CSV with gaps (1.0, NaN) means the same categories as the same column without gaps (1).
-    """
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class FeatureSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

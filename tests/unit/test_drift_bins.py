@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from modelops.category import category_name
 from modelops.drift.bins import (
     category_bins,
     category_counts,
@@ -18,7 +19,6 @@ from modelops.drift.bins import (
     numeric_counts,
 )
 from modelops.drift.profile import quantile_edges
-from modelops.schema import category_name
 
 
 def test_numeric_bins_are_right_closed_with_open_outer_bins_and_a_missing_bin() -> None:

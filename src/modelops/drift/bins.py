@@ -6,7 +6,7 @@ THE definition of which bin a value falls in, for the profile stage, the drift s
 - numeric: the interior cut points `edges` make right-closed bins with open outer ones,
   (-inf, e0], (e0, e1], …, (e_last, +inf), then one bin for missing values (NaN);
 - categorical: one bin per training category, one for values unseen in training, then one for
-  missing values (None or NaN). A value is matched by its category name (`schema.category_name`),
+  missing values (None or NaN). A value is matched by its category name (`category.category_name`),
   so a code 3.0 is the category "3".
 
 The live window needs each row's bin (it evicts rows one by one); counting needs only the rows per
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelops.schema import category_name
+from modelops.category import category_name
 from modelops.types import FloatArray, IntArray
 
 

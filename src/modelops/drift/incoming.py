@@ -28,20 +28,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from modelops.category import category_name
 from modelops.drift.bins import is_missing
 from modelops.drift.profile import Profile
 from modelops.drift.readers import BATCH_ROWS, FORMATS, Batch, File, fail, read_file
 from modelops.drift.report import Source, Tally
 from modelops.logline import OPEN_SUFFIX, segment_kind
-from modelops.schema import category_name
 from modelops.types import FloatArray, IntArray
 
-Scorer = Callable[[pd.DataFrame], Mapping[str, FloatArray]]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    Scorer = Callable[[pd.DataFrame], Mapping[str, FloatArray]]
 
 
 @dataclass
@@ -216,6 +218,8 @@ def _later(a: str | None, b: str | None) -> str | None:
 
 
 def model_frame(batch: Batch, profile: Profile) -> pd.DataFrame:
+    import pandas as pd  # only rows without logged probabilities need a frame: not drift check's
+
     """The batch as the fitted Pipeline takes it: float64 numerics, str categories, NaN missing."""
     columns: dict[str, Any] = {}
     for name in profile.features:

@@ -14,17 +14,20 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
-import pandas as pd
 
 from modelops.drift.bins import category_counts, encode, numeric_counts
 from modelops.drift.status import LiveSettings
 from modelops.errors import SchemaError
-from modelops.schema import FeatureSchema, NumericFeature
 from modelops.types import FloatArray, IntArray
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelops.schema import FeatureSchema
 
 PROFILE_SCHEMA_VERSION = 1
 MISSING_LABEL = "(missing)"
@@ -178,6 +181,8 @@ def build_profile(
 ) -> Profile:
     """The reference profile of a model: every schema feature over the training `frame` and,
     when given, the predicted probability of each scored class (the positive class for binary)."""
+    from modelops.schema import NumericFeature  # with pandas: what profiling a frame needs
+
     model_frame = schema.to_model_frame(frame)
     features: dict[str, FeatureProfile] = {}
     for f in schema.features:

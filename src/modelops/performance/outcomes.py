@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelops.category import category_name
 from modelops.errors import DataIssue, DataValidationError
 from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, FeedbackLine, segment_kind
-from modelops.schema import category_name
 
 OUTCOME_COLUMNS = ("id", "label", "observed_at")  # THE outcomes file format
 _FILE_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
