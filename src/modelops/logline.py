@@ -16,6 +16,11 @@ import msgspec
 SEGMENT_SUFFIX = ".jsonl"
 OPEN_SUFFIX = ".open"  # appended to a segment's name until its writer closes it
 
+# Who wrote a line: the model that answered (the primary, or a canary on its share of traffic), or
+# a shadow scoring a request off the response path, whose row nobody received.
+PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
+ROLES = (PRIMARY, CANARY, SHADOW)
+
 
 class LoggedModel(msgspec.Struct, frozen=True):
     """The model version that answered."""
@@ -24,11 +29,15 @@ class LoggedModel(msgspec.Struct, frozen=True):
     version: str
 
 
-class LogLine(msgspec.Struct, frozen=True):
+class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
     """One answered row.
 
     {"timestamp": "<ISO-8601 UTC>", "request_id": "...", "model": {"name": ..., "version": ...},
-     "inputs": {<feature>: value|null, ...}, "output": {"label": ..., "probabilities": {...}}}
+     "inputs": {<feature>: value|null, ...}, "output": {"label": ..., "probabilities": {...}},
+     "role": "canary"|"shadow"}
+
+    `role` is left out for the primary model's rows, so a server of one model writes the lines it
+    always wrote.
     """
 
     timestamp: str  # when the answer was computed, ISO-8601 UTC with microseconds and a "Z"
@@ -36,3 +45,4 @@ class LogLine(msgspec.Struct, frozen=True):
     model: LoggedModel
     inputs: Any  # the request's instance: feature -> value (null for missing), in schema order
     output: Any  # the response's prediction: {"label": ..., "probabilities": {class: p}}
+    role: str = PRIMARY  # one of ROLES

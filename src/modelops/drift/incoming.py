@@ -37,7 +37,7 @@ from modelops.drift.bins import is_missing
 from modelops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from modelops.drift.report import Source, Tally
 from modelops.errors import DataIssue, DataValidationError
-from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, LogLine
+from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, SHADOW, LogLine
 from modelops.schema import category_name
 from modelops.types import FloatArray, IntArray
 
@@ -339,6 +339,10 @@ def _jsonl(file: Path, profile: Profile) -> Iterator[Batch]:
 
 
 def _log_batch(file: Path, profile: Profile, batch: pa.RecordBatch) -> Batch:
+    # A shadow model's rows score traffic another model answered: the same inputs again, not traffic.
+    shadow = pc.fill_null(pc.equal(batch.column("role"), SHADOW), False)
+    if pc.any(shadow).as_py():
+        batch = batch.filter(pc.invert(shadow))
     inputs = batch.column("inputs")
     if inputs.null_count:
         raise _fail(file, "inputs", f"absent from {inputs.null_count} line(s) of the log")
