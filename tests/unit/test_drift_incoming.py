@@ -124,7 +124,8 @@ def test_shadow_rows_in_a_log_are_not_counted_as_traffic(
     canary = answered[300:]
     canary = [line.replace(b"}}\n", b'},"role":"canary"}\n') for line in canary]
     segment.write_bytes(
-        b"".join(a for pair in zip(answered[:300], shadow) for a in pair) + b"".join(canary)
+        b"".join(a for pair in zip(answered[:300], shadow[:300], strict=True) for a in pair)
+        + b"".join(canary + shadow[300:])
     )
     counts, source = incoming.tally(tmp_path / segment.name, profile)
     assert _same_counts(counts, _expected(schema, profile, frame))
