@@ -28,7 +28,7 @@ from litestar.exceptions import ServiceUnavailableException
 
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
 from modelops.logline import CANARY, PRIMARY, SHADOW
-from modelops.serve import logs, openapi, routes, routes_v2, sources, v2, workers
+from modelops.serve import logs, openapi, routes, routes_admin, routes_v2, sources, v2, workers
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import Contract, Decoded, Health
 from modelops.serve.livedrift import DriftGauges
@@ -371,11 +371,17 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Req
     config = config or ServeConfig()
     service = Service(Path(bundle_dir), config)
     app = Litestar(
-        route_handlers=[*routes.handlers(service), *routes_v2.handlers(service)],
+        route_handlers=[
+            *routes.handlers(service),
+            *routes_v2.handlers(service),
+            *routes_admin.handlers(service),
+        ],
         lifespan=[service.lifespan],
         exception_handlers={Exception: routes.error_handler(config)},
         openapi_config=openapi.config(
-            f"modelops: {service.manifest.name}", service.primary.version
+            f"modelops: {service.manifest.name}",
+            service.primary.version,
+            admin=config.admin_token is not None,
         ),
         response_headers=_HEADERS,
         request_max_body_size=config.max_body_bytes,

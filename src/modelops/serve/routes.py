@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import msgspec
-from litestar import Request, Response, get, post, put
+from litestar import Request, Response, get, post
 from litestar.dto import AbstractDTO
 from litestar.exceptions import (
     ClientException,
     HTTPException,
-    NotAuthorizedException,
     NotFoundException,
     ServiceUnavailableException,
 )
@@ -43,7 +42,6 @@ from modelops.serve.contract import (
     ModelDescription,
 )
 from modelops.serve.metrics import MEDIA_TYPE
-from modelops.serve.routing import CanaryShares, token_matches
 from modelops.serve.v2 import TensorInvalid, V2Error
 
 if TYPE_CHECKING:
@@ -361,8 +359,7 @@ def require_json(content_type: str | None) -> None:
 
 
 def handlers(service: Service) -> list[HTTPRouteHandler]:
-    """Every /v1, health, metrics and admin route of the service; /v1/drift only when live drift
-    is on, /admin/canary only with an admin token."""
+    """Every /v1, health and metrics route of the service; /v1/drift only when live drift is on."""
     namespace = {
         "PredictResponse": service.contract.response_type,
         "Version": Annotated[
@@ -438,68 +435,10 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     async def metrics() -> bytes:
         return service.exposition()
 
-    routes = [predict, model, drift, live, ready, metrics, *admin_handlers(service)]
+    routes = [predict, model, drift, live, ready, metrics]
     if service.primary.live_drift is None:
         routes.remove(drift)
     return routes
-
-
-def admin_handlers(service: Service) -> list[HTTPRouteHandler]:
-    """GET and PUT /admin/canary, behind the bearer token; none without a token."""
-    token = service.config.admin_token
-    if token is None:
-        return []
-
-    async def authorize(request: Request[Any, Any, Any]) -> None:
-        if not token_matches(request.headers.get("authorization"), token):
-            raise NotAuthorizedException(
-                detail="send Authorization: Bearer <the server's admin token>",
-                headers={"WWW-Authenticate": 'Bearer realm="modelops admin"'},
-            )
-
-    guarded: dict[str, Any] = {
-        "before_request": authorize,
-        "security": [{"BearerToken": []}],
-        "responses": error_responses(
-            (400, "an unknown version, or shares above 100% in total"),
-            (401, "no bearer token, or not the server's"),
-        ),
-    }
-
-    @get(
-        "/admin/canary",
-        summary="The share of traffic each canary answers",
-        response_description="the shares, and what is left to the primary",
-        **guarded,
-    )
-    async def shares() -> CanaryShares:
-        if service.router is None:
-            return CanaryShares({}, 100.0)
-        service.router.sync()
-        return service.router.state()
-
-    @put(
-        "/admin/canary",
-        summary="Change the canaries' shares without a restart (every worker within a second)",
-        response_description="the shares now in force",
-        status_code=200,
-        **guarded,
-    )
-    async def change(data: CanaryShares) -> CanaryShares:
-        if service.router is None:
-            if data.shares:
-                raise DataValidationError(
-                    "request body",
-                    [
-                        DataIssue(
-                            "$.shares", "this server has no canary (start it with --canary)", 0
-                        )
-                    ],
-                )
-            return CanaryShares({}, 100.0)
-        return service.router.change(data.shares)
-
-    return [shares, change]
 
 
 def unknown(what: str, served: str) -> UnknownModel:

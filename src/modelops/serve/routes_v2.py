@@ -68,28 +68,45 @@ def _server_version() -> str:
         return "unknown"
 
 
-def handlers(service: Service) -> list[HTTPRouteHandler]:
-    protocol = service.protocol
-    versions = list(service.answering)
-    name = service.manifest.name
-    namespace = {
-        "ModelName": Annotated[str, PathParameter(enum=[name], description="the model's name")],
-        "ModelVersion": Annotated[
-            str, PathParameter(enum=versions, description="a version that answers requests")
-        ],
-    }
+class _Served:
+    """What every V2 route asks of the service: which model a path names, or a 404 saying which
+    are served; and the path parameters documented with the served name and versions."""
 
-    def model_of(model_name: str, version: str | None = None) -> ServedModel:
-        if model_name != name:
-            raise unknown(f"model {model_name[:64]!r}", f"this server serves {name!r}")
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.name = service.manifest.name
+        self.versions = list(service.answering)
+        self.namespace = {
+            "ModelName": Annotated[
+                str, PathParameter(enum=[self.name], description="the model's name")
+            ],
+            "ModelVersion": Annotated[
+                str,
+                PathParameter(enum=self.versions, description="a version that answers requests"),
+            ],
+        }
+
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        if name != self.name:
+            raise unknown(f"model {name[:64]!r}", f"this server serves {self.name!r}")
         if version is None:
-            return service.primary
-        model = service.answering.get(version)
+            return self.service.primary
+        model = self.service.answering.get(version)
         if model is None:
             raise unknown(
-                f"version {version[:64]!r} of {name!r}", f"versions: {', '.join(versions)}"
+                f"version {version[:64]!r} of {self.name!r}",
+                f"versions: {', '.join(self.versions)}",
             )
         return model
+
+
+def handlers(service: Service) -> list[HTTPRouteHandler]:
+    served = _Served(service)
+    return [*_metadata_handlers(served), *_infer_handlers(served)]
+
+
+def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
+    service, protocol = served.service, served.service.protocol
 
     def require(content_type: str | None) -> None:
         # Clients of the protocol (tritonclient among them) send JSON without saying so.
@@ -99,7 +116,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     admit_body = admit(service, require)
 
     async def admit_infer(request: Request[Any, Any, Any]) -> None:
-        model_of(request.path_params["name"], request.path_params.get("version"))
+        served.model(request.path_params["name"], request.path_params.get("version"))
         if "inference-header-content-length" in request.headers:
             raise UnsupportedMediaType(detail=BINARY)
         await admit_body(request)
@@ -111,7 +128,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
             service.metrics.observe_invalid(exc.issues)
             raise
 
-    infer_options: dict[str, Any] = {
+    options: dict[str, Any] = {
         "status_code": 200,
         "dto": PredictBody.bound_to(service, protocol.request_type, decode),
         "return_dto": None,
@@ -120,7 +137,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         "summary": "Score the instances in one input tensor per feature (Open Inference Protocol)",
         "response_description": "the outputs `probabilities` [n, k] and `label` [n]",
         "responses": error_responses(_BAD, _UNKNOWN, _TOO_LARGE, _MEDIA, _NOT_READY, body=V2Error),
-        "signature_namespace": namespace,
+        "signature_namespace": served.namespace,
     }
 
     async def infer_with(data: Inference, request: Request[Any, Any, Any]) -> InferResponse:
@@ -129,22 +146,16 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         try:
             answered = await service.score(model, data.decoded, state)
         except DataValidationError as exc:  # rows the model cannot score (values too extreme)
-            raise TensorInvalid(
-                "request body",
-                [
-                    DataIssue(i.column, f"instance {_index(i.column)}: {i.kind}", 0)
-                    for i in exc.issues
-                ],
-            ) from None
+            issues = [
+                DataIssue(i.column, f"instance {_index(i.column)}: {i.kind}", 0) for i in exc.issues
+            ]
+            raise TensorInvalid("request body", issues) from None
+        request_id = data.id if data.id is not None else answered.request_id
         return protocol.response(
-            model.version,
-            data.id if data.id is not None else answered.request_id,
-            answered.labels,
-            answered.proba,
-            data.outputs,
+            model.version, request_id, answered.labels, answered.proba, data.outputs
         )
 
-    @post("/v2/models/{name:str}/infer", operation_id="v2_infer", **infer_options)
+    @post("/v2/models/{name:str}/infer", operation_id="v2_infer", **options)
     async def infer(
         data: JSONBody[Inference], request: Request[Any, Any, Any], name: ModelName
     ) -> InferResponse:
@@ -153,7 +164,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     @post(
         "/v2/models/{name:str}/versions/{version:str}/infer",
         operation_id="v2_infer_version",
-        **infer_options,
+        **options,
     )
     async def infer_version(
         data: JSONBody[Inference],
@@ -162,6 +173,17 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         version: ModelVersion,
     ) -> InferResponse:
         return await infer_with(data, request)
+
+    return [infer, infer_version]
+
+
+def _metadata_handlers(served: _Served) -> list[HTTPRouteHandler]:
+    service, protocol, namespace = served.service, served.service.protocol, served.namespace
+    unknown_model = error_responses(_UNKNOWN, body=V2Error)
+    model_ready = {
+        **unknown_model,
+        503: ResponseSpec(ModelReady, description="not loaded and verified yet"),
+    }
 
     @get("/v2", summary="Server metadata")
     async def server() -> ServerMetadata:
@@ -183,31 +205,26 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     @get(
         "/v2/models/{name:str}",
         summary="Model metadata: inputs, outputs, versions",
-        responses=error_responses(_UNKNOWN, body=V2Error),
+        responses=unknown_model,
         signature_namespace=namespace,
     )
     async def metadata(name: ModelName) -> ModelMetadata:
-        model_of(name)
-        return protocol.metadata(versions)
+        served.model(name)
+        return protocol.metadata(served.versions)
 
     @get(
         "/v2/models/{name:str}/versions/{version:str}",
         summary="Model metadata of one version",
-        responses=error_responses(_UNKNOWN, body=V2Error),
+        responses=unknown_model,
         signature_namespace=namespace,
     )
     async def metadata_version(name: ModelName, version: ModelVersion) -> ModelMetadata:
-        model_of(name, version)
-        return protocol.metadata(versions)
+        served.model(name, version)
+        return protocol.metadata(served.versions)
 
     def readiness(model: ServedModel) -> Response[ModelReady]:
         ok = model.status == "ready" and service.ready()
-        return Response(ModelReady(name, ok), status_code=200 if ok else 503)
-
-    model_ready = {
-        **error_responses(_UNKNOWN, body=V2Error),
-        503: ResponseSpec(ModelReady, description="not loaded and verified yet"),
-    }
+        return Response(ModelReady(served.name, ok), status_code=200 if ok else 503)
 
     @get(
         "/v2/models/{name:str}/ready",
@@ -216,7 +233,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         signature_namespace=namespace,
     )
     async def ready_model(name: ModelName) -> Response[ModelReady]:
-        return readiness(model_of(name))
+        return readiness(served.model(name))
 
     @get(
         "/v2/models/{name:str}/versions/{version:str}/ready",
@@ -225,16 +242,6 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         signature_namespace=namespace,
     )
     async def ready_version(name: ModelName, version: ModelVersion) -> Response[ModelReady]:
-        return readiness(model_of(name, version))
+        return readiness(served.model(name, version))
 
-    return [
-        server,
-        live,
-        ready,
-        metadata,
-        metadata_version,
-        ready_model,
-        ready_version,
-        infer,
-        infer_version,
-    ]
+    return [server, live, ready, metadata, metadata_version, ready_model, ready_version]

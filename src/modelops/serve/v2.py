@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, NamedTuple, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args
 
 import msgspec
 
@@ -134,36 +134,11 @@ class Protocol:
             else "BYTES"
         )
         self.class_order = json.dumps([str(c) for c in classes])
-        most = contract.max_instances
-        self._datatypes: dict[str, Any] = {}
-        tensors = []
-        count = Annotated[int, msgspec.Meta(ge=1, le=most)]
-        shape: Any = Annotated[
-            list[count],
-            msgspec.Meta(min_length=1, max_length=1, description="[n]: one value per instance"),
-        ]
-        for i, f in enumerate(self.features):
-            numeric = isinstance(f, NumericFeature)
-            datatype: Any = Literal[NUMERIC] if numeric else Literal["BYTES"]
-            self._datatypes[f.name] = datatype
-            value: Any = contract.field_type(f.name)
-            data: Any = Annotated[list[value], msgspec.Meta(min_length=1, max_length=most)]
-            fields: list[Any] = [
-                ("shape", shape),
-                ("datatype", datatype),
-                ("data", data),
-                ("parameters", Parameters | None, None),
-            ]
-            tensors.append(
-                msgspec.defstruct(
-                    f"Input{i}",
-                    fields,
-                    tag_field="name",
-                    tag=f.name,
-                    forbid_unknown_fields=True,
-                    frozen=True,
-                )
-            )
+        self._datatypes: dict[str, Any] = {
+            f.name: Literal[NUMERIC] if isinstance(f, NumericFeature) else Literal["BYTES"]
+            for f in self.features
+        }
+        tensors = [self._tensor_type(i, f.name) for i, f in enumerate(self.features)]
         tensor: Any = Union[tuple(tensors)] if len(tensors) > 1 else tensors[0]  # noqa: UP007
         self.request_type: type[msgspec.Struct] = msgspec.defstruct(
             "InferRequest",
@@ -187,6 +162,27 @@ class Protocol:
             frozen=True,
         )
         self._decoder = msgspec.json.Decoder(self.request_type)
+
+    def _tensor_type(self, i: int, name: str) -> type[msgspec.Struct]:
+        """The input tensor of one feature: tagged by its name, its values of the type /v1 decodes
+        the feature's values to."""
+        most = self.contract.max_instances
+        count = Annotated[int, msgspec.Meta(ge=1, le=most)]
+        shape: Any = Annotated[
+            list[count],
+            msgspec.Meta(min_length=1, max_length=1, description="[n]: one value per instance"),
+        ]
+        value: Any = self.contract.field_type(name)
+        data: Any = Annotated[list[value], msgspec.Meta(min_length=1, max_length=most)]
+        fields: list[Any] = [
+            ("shape", shape),
+            ("datatype", self._datatypes[name]),
+            ("data", data),
+            ("parameters", Parameters | None, None),
+        ]
+        return msgspec.defstruct(
+            f"Input{i}", fields, tag_field="name", tag=name, forbid_unknown_fields=True, frozen=True
+        )
 
     def metadata(self, versions: list[str]) -> ModelMetadata:
         inputs = [
@@ -283,6 +279,14 @@ class Protocol:
                     self._explain_tensor(i, tensor, issues)
                     if len(issues) >= MAX_ISSUES:
                         break
+                named = [t.get("name") for t in inputs if isinstance(t, dict)]
+                issues += [
+                    _issue(n, f"input '{n}' is given twice")
+                    for n in self.names
+                    if named.count(n) > 1
+                ]
+                if len(inputs) > len(self.names) and not issues:
+                    issues.append(_issue("$", f"{len(inputs)} inputs; send one per feature"))
             for key, kind in (
                 ("id", str | None),
                 ("parameters", Parameters | None),
@@ -311,6 +315,9 @@ class Protocol:
                 )
             )
             return
+        self._explain_fields(name, tensor, issues)
+
+    def _explain_fields(self, name: str, tensor: dict[str, Any], issues: list[DataIssue]) -> None:
         where = f"input '{name}'"
         params = tensor.get("parameters")
         if isinstance(params, dict) and "binary_data_size" in params:
@@ -321,17 +328,20 @@ class Protocol:
             for k in tensor
             if k not in _TENSOR
         ]
-        for key, kind, hint in (
-            ("datatype", self._datatypes[name], ""),
-            ("shape", list[int], ""),
-            ("parameters", Parameters | None, ""),
-        ):
-            try:
-                msgspec.convert(tensor.get(key), kind)
-            except msgspec.ValidationError as exc:
-                issues.append(_issue(name, f"{where}: `{key}` {plain(str(exc))}{hint}"))
+        allowed = get_args(self._datatypes[name])
+        if tensor.get("datatype") not in allowed:
+            feature = "numeric" if len(allowed) > 1 else "categorical"
+            issues.append(
+                _issue(
+                    name, f"{where}: datatype must be {' or '.join(allowed)} ({feature} feature)"
+                )
+            )
+        try:
+            msgspec.convert(tensor.get("parameters"), Parameters | None)
+        except msgspec.ValidationError as exc:
+            issues.append(_issue(name, f"{where}: `parameters` {plain(str(exc))}"))
         shape = tensor.get("shape")
-        if isinstance(shape, list) and (len(shape) != 1 or not _count(shape[0], self.contract)):
+        if not isinstance(shape, list) or len(shape) != 1 or not _count(shape[0], self.contract):
             issues.append(
                 _issue(
                     name, f"{where}: shape must be [n], n from 1 to {self.contract.max_instances}"
