@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelops.cli import main
 from modelops.serve import sources
 from modelops.serve.config import ConfigInvalid, ServeConfig, build
 from modelops.serve.routing import CanaryRouter, bucket
@@ -102,3 +103,18 @@ def test_routing_keys_land_in_the_same_bucket_in_every_process() -> None:
     router.change({"v1.1.0": 10, "v1.2.0": 20})
     moved = [(c, router.choose(k)) for k, c in zip(keys, chosen, strict=True)]
     assert {(a, b) for a, b in moved if a != b} == {(-1, 1)}
+
+
+def test_serve_takes_repeated_shadow_and_canary_options_and_refuses_a_bad_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = capsys.readouterr().out
+    assert "--shadow SOURCE" in shown and "--canary SOURCE:PERCENT%" in shown
+    assert "MODELOPS_SERVE_ADMIN_TOKEN" in shown
+    code = main(
+        ["serve", "--bundle", str(tmp_path), "--canary", f"a@{SHA}:70%", "--canary", "b:31%"]
+    )
+    assert code == 2
+    assert "--canary: canary shares add up to 101%" in capsys.readouterr().err

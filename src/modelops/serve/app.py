@@ -114,6 +114,7 @@ class Service:
             )
         self.log: PredictionLog | None = None
         self.shadow: ShadowScorer | None = None
+        self.loaded = False  # every model loaded and verified (asked on every request)
 
     def _shares_changed(self, shares: dict[str, float]) -> None:
         for version, percent in shares.items():
@@ -228,6 +229,7 @@ class Service:
                 self.config.max_batch_rows,
             )
             self.shadow.start()
+        self.loaded = True
         self.metrics.ready.set(1)
         # Everything loaded so far lives as long as the process; frozen, the collector stops
         # rescanning it (a full collection over the model took ~80 ms, a p99 spike).
@@ -238,23 +240,16 @@ class Service:
 
     def ready(self) -> bool:
         """Whether this process can answer predictions: every model verified, its log writable."""
-        return (
-            all(m.status == "ready" for m in self.models)
-            and self.log is not None
-            and self.log.unavailable is None
-        )
+        return self.loaded and self.log is not None and self.log.unavailable is None
 
     def not_ready(self) -> str:
         failed = [m for m in self.models if m.status == "failed"]
         if failed:
             return "; ".join(f"model failed verification: {m.name}: {m.reason}" for m in failed)
-        if self.log is not None and self.log.unavailable is not None and self._loaded():
+        if self.log is not None and self.log.unavailable is not None and self.loaded:
             return self.log.unavailable
         loading = ", ".join(m.name for m in self.models if m.status == "loading")
         return f"loading {loading}; poll /health/ready"
-
-    def _loaded(self) -> bool:
-        return all(m.status == "ready" for m in self.models)
 
     def health(self) -> Health:
         """Readiness of the server: this process, and with several workers all of them."""
@@ -263,7 +258,7 @@ class Service:
             if shared is None or workers.all_ready(shared, self.config.workers):
                 return Health("ready")
             return Health("loading", f"waiting for all {self.config.workers} workers to load")
-        if self._loaded():
+        if self.loaded:
             return Health("unavailable", self.not_ready())
         failed = any(m.status == "failed" for m in self.models)
         return Health("failed", self.not_ready()) if failed else Health("loading", None)
@@ -313,7 +308,7 @@ class Service:
         unseen = self.contract.unseen_categories(rows)
         if unseen:
             self.metrics.observe_unseen(unseen)
-        own = model.rows_of(rows)
+        own = rows if model.order is None else model.rows_of(rows)
         proba = await batcher.submit(own, state.get("arrival") or Arrival())
         _require_finite(proba)
         labels = model.decision.labels(proba, loaded.classes)
