@@ -281,10 +281,11 @@ def wrk(url: str, connections: int, seconds: float, script: Path) -> Load:
 
 
 def scrape(url: str, *names: str) -> list[float]:
-    """Values of unlabelled series in a server's /metrics."""
+    """Each metric's value in a server's /metrics, summed over its labelled series (the live drift
+    counter has one per model version)."""
     text = httpx.get(url + "/metrics", timeout=10).text
     return [
-        float(m[1]) if (m := re.search(rf"^{re.escape(n)} (\S+)$", text, re.M)) else 0.0
+        sum(float(v) for v in re.findall(rf"^{re.escape(n)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
         for n in names
     ]
 
@@ -673,16 +674,13 @@ def report(
 
 def shadow_kept_up(url: str) -> tuple[float, float, float]:
     """The shadow server's rows answered, rows its shadow scored, rows it lost."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-
-    def total(name: str) -> float:
-        return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
-
-    return (
-        total("modelops_predictions_total"),
-        total("modelops_shadow_rows_total"),
-        total("modelops_shadow_lost_rows_total"),
+    answered, scored, lost = scrape(
+        url,
+        "modelops_predictions_total",
+        "modelops_shadow_rows_total",
+        "modelops_shadow_lost_rows_total",
     )
+    return answered, scored, lost
 
 
 def report_multi(results: dict[str, list[Load]], kept_up: tuple[float, float, float]) -> None:
