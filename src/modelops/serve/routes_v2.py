@@ -27,7 +27,6 @@ from modelops.serve.routes import (
 )
 from modelops.serve.v2 import (
     BINARY,
-    Inference,
     InferResponse,
     ModelMetadata,
     ModelReady,
@@ -36,6 +35,7 @@ from modelops.serve.v2 import (
     ServerReady,
     TensorInvalid,
     V2Error,
+    ValidInfer,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
             raise UnsupportedMediaType(detail=BINARY)
         await admit_body(request)
 
-    def decode(body: bytes) -> Inference:
+    def decode(body: bytes) -> ValidInfer:
         try:
             return protocol.decode(body)
         except DataValidationError as exc:
@@ -140,7 +140,7 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
         "signature_namespace": served.namespace,
     }
 
-    async def infer_with(data: Inference, request: Request[Any, Any, Any]) -> InferResponse:
+    async def infer_with(data: ValidInfer, request: Request[Any, Any, Any]) -> InferResponse:
         state = request.scope["state"]
         model: ServedModel = state["model"]
         try:
@@ -157,7 +157,7 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
 
     @post("/v2/models/{name:str}/infer", operation_id="v2_infer", **options)
     async def infer(
-        data: JSONBody[Inference], request: Request[Any, Any, Any], name: ModelName
+        data: JSONBody[ValidInfer], request: Request[Any, Any, Any], name: ModelName
     ) -> InferResponse:
         return await infer_with(data, request)
 
@@ -167,7 +167,7 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
         **options,
     )
     async def infer_version(
-        data: JSONBody[Inference],
+        data: JSONBody[ValidInfer],
         request: Request[Any, Any, Any],
         name: ModelName,
         version: ModelVersion,

@@ -130,7 +130,9 @@ def serve_workers(bundle_dir: Path, config: ServeConfig) -> int:
     segment is finished by the next worker that looks (the lock went with the process)."""
     from modelops.serve.app import roster
 
-    roster(bundle_dir, config)  # every model verified and compatible: refuse at once, not per worker
+    roster(
+        bundle_dir, config
+    )  # every model verified and compatible: refuse at once, not per worker
     shared = Path(tempfile.mkdtemp(prefix="modelops-workers-"))
     os.environ.update(workers.environment(bundle_dir, config, shared))
     uv = _uvicorn_config("modelops.serve.workers:app", config, factory=True, workers=config.workers)

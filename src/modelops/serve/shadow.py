@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -194,7 +194,7 @@ class ShadowScorer:
                 parts.append(self.executor.submit(loaded.predict_proba, chunk).result())
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _hand_over(self, fn: Any, *args: Any) -> None:
+    def _hand_over(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return

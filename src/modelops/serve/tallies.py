@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,16 @@ class _Histogram:
         return counts, total
 
 
+@dataclass
+class _ShadowTally:
+    """One shadow's rows scored, labels agreeing with the answer, binned mean |Δp| and its sum."""
+
+    diffs: list[int]
+    rows: int = 0
+    agreed: int = 0
+    total: float = 0.0
+
+
 class Tallies:
     """Request counts, latencies, sizes and answers since the last `apply`."""
 
@@ -64,8 +75,7 @@ class Tallies:
         self._scored = [(self._index[c], str(c)) for c in scored]
         self._bounds = np.array(PROBABILITY_BUCKETS, dtype=np.float64)
         self._answers: list[tuple[str, Sequence[Any], FloatArray]] = []
-        # Per shadow version: rows scored, labels agreeing, binned mean |Δp| and its sum.
-        self._shadow: dict[str, list[Any]] = {}
+        self._shadow: dict[str, _ShadowTally] = {}
 
     # ----------------------------------------------------------------------- per request
 
@@ -88,11 +98,11 @@ class Tallies:
         """What a shadow's batch added (handed over from the shadow thread, on the event loop)."""
         tally = self._shadow.get(version)
         if tally is None:
-            tally = self._shadow[version] = [0, 0, [0] * len(diffs), 0.0]
-        tally[0] += rows
-        tally[1] += agreed
-        tally[2] = [a + b for a, b in zip(tally[2], diffs, strict=True)]
-        tally[3] += total
+            tally = self._shadow[version] = _ShadowTally([0] * len(diffs))
+        tally.rows += rows
+        tally.agreed += agreed
+        tally.diffs = [a + b for a, b in zip(tally.diffs, diffs, strict=True)]
+        tally.total += total
 
     # ----------------------------------------------------------------------- in bulk
 
@@ -117,10 +127,10 @@ class Tallies:
             self._apply_version(version, batches)
         shadow, self._shadow = self._shadow, {}
         m = self.metrics
-        for version, (rows, agreed, diffs, total) in shadow.items():
-            m.shadow_rows.labels(version).inc(rows)
-            m.shadow_agreement.labels(version).inc(agreed)
-            add_observations(m.shadow_abs_diff.labels(version), diffs, total)
+        for version, t in shadow.items():
+            m.shadow_rows.labels(version).inc(t.rows)
+            m.shadow_agreement.labels(version).inc(t.agreed)
+            add_observations(m.shadow_abs_diff.labels(version), t.diffs, t.total)
 
     def _apply_version(self, version: str, answers: list[tuple[Sequence[Any], FloatArray]]) -> None:
         labels = [label for batch_labels, _ in answers for label in batch_labels]

@@ -108,7 +108,7 @@ class InferResponse(msgspec.Struct, frozen=True):
     outputs: list[OutputTensor]
 
 
-class Inference(NamedTuple):
+class ValidInfer(NamedTuple):
     """A valid infer request: its rows as /v1 decodes them, its id, the outputs it asked for."""
 
     decoded: Decoded
@@ -206,7 +206,7 @@ class Protocol:
 
     # ----------------------------------------------------------------------- requests
 
-    def decode(self, body: bytes) -> Inference:
+    def decode(self, body: bytes) -> ValidInfer:
         """The request's rows in schema order and its instances, as /v1 would have decoded them;
         TensorInvalid naming every problem by input and element."""
         try:
@@ -259,7 +259,7 @@ class Protocol:
         rows = list(zip(*(columns[n] for n in self.names), strict=True))
         make = self.contract.instance_type
         outputs = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
-        return Inference(Decoded([make(*row) for row in rows], rows), request.id, outputs)
+        return ValidInfer(Decoded([make(*row) for row in rows], rows), request.id, outputs)
 
     def _explain(self, body: bytes, first: msgspec.ValidationError) -> list[DataIssue]:
         """Every problem, input by input and element by element; the decoder's own message should
