@@ -24,6 +24,11 @@ fails the targets. What each ratio compares:
 - --workers 2 / 1 worker: the whole machine against one core; the load generator then shares
   the cores with the server, which the report states in CPU seconds.
 - live drift: the share of the server's CPU time its window took.
+- a shadow model: the same server with `--shadow` (the same model as another version, scoring
+  every request off the response path) against the one without, interleaved in the same run: the
+  ratios of their p99 and 2xx/s at c=16, and whether the shadow kept up (rows scored, rows lost).
+- the Open Inference Protocol: the same rows as V2 infer requests (one tensor per feature) against
+  /v1, 1-row requests at c=16 and 1000-row requests at c=1.
 - time to ready (process start to /health/ready 200) and the import time of `modelops serve`.
 
 Without --bundle it bundles the workspace's trained model (run `dvc repro` first); the rows sent
@@ -204,8 +209,8 @@ def server(
             process.kill()
 
 
-def lua_script(directory: Path, name: str, bodies: list[str]) -> Path:
-    """A wrk script cycling through request bodies (one JSON document each)."""
+def lua_script(directory: Path, name: str, bodies: list[str], path: str = "/v1/predict") -> Path:
+    """A wrk script cycling through request bodies (one JSON document each) posted to `path`."""
     quoted = ",\n".join(f"[==[{b}]==]" for b in bodies)
     script = directory / f"{name}.lua"
     script.write_text(
@@ -214,7 +219,7 @@ def lua_script(directory: Path, name: str, bodies: list[str]) -> Path:
         'local headers = {["Content-Type"] = "application/json"}\n'
         "request = function()\n"
         "  i = i % #bodies + 1\n"
-        '  return wrk.format("POST", "/v1/predict", headers, bodies[i])\n'
+        f'  return wrk.format("POST", "{path}", headers, bodies[i])\n'
         "end\n"
     )
     return script
@@ -276,10 +281,11 @@ def wrk(url: str, connections: int, seconds: float, script: Path) -> Load:
 
 
 def scrape(url: str, *names: str) -> list[float]:
-    """Values of unlabelled series in a server's /metrics."""
+    """Each metric's value in a server's /metrics, summed over its labelled series (the live drift
+    counter has one per model version)."""
     text = httpx.get(url + "/metrics", timeout=10).text
     return [
-        float(m[1]) if (m := re.search(rf"^{re.escape(n)} (\S+)$", text, re.M)) else 0.0
+        sum(float(v) for v in re.findall(rf"^{re.escape(n)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
         for n in names
     ]
 
@@ -292,6 +298,43 @@ def max_diff(url: str, recs: list[dict[str, Any]], want: np.ndarray, per_request
             response.raise_for_status()
             got += [list(p["probabilities"].values()) for p in response.json()["predictions"]]
     return float(np.abs(np.array(got) - want[: len(got)]).max())
+
+
+def v2_body(schema: FeatureSchema, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Open Inference Protocol infer request: one tensor per feature, null for missing."""
+    kinds = {f.name: f for f in schema.features}
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": "BYTES" if kinds[name] not in schema.numeric else "FP64",
+                "data": [r[name] for r in rows],
+            }
+            for name in schema.names
+        ]
+    }
+
+
+def max_diff_v2(
+    url: str, path: str, schema: FeatureSchema, recs: list[dict[str, Any]], want: np.ndarray
+) -> float:
+    got = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(0, len(recs), 100):
+            response = http.post(path, json=v2_body(schema, recs[i : i + 100]))
+            response.raise_for_status()
+            [p] = [o for o in response.json()["outputs"] if o["name"] == "probabilities"]
+            got.append(np.array(p["data"]).reshape(p["shape"]))
+    return float(np.abs(np.vstack(got) - want[: len(recs)]).max())
+
+
+def shadow_bundle(bundle_dir: Path, directory: Path) -> str:
+    """The same model as another version, named as --shadow takes it (DIR@digest)."""
+    shutil.copytree(bundle_dir, directory)
+    manifest = bundle.read_manifest(directory)
+    bundle.write_manifest(directory, manifest.name, "bench-shadow", manifest.commit, [])
+    return f"{directory}@{bundle.manifest_sha256(directory)}"
 
 
 def calls_per_second(fn: Callable[[int], object], seconds: float) -> float:
@@ -405,10 +448,22 @@ def run(args: argparse.Namespace, work: Path) -> None:
         digest,
     ]
     answer_bytes = _answer_size(recs[0], card)
+    shadow = shadow_bundle(bundle_dir, work / "shadow-bundle")
+    v2_path = f"/v2/models/{card.name}/infer"
+    one_row_v2 = lua_script(
+        work, "one-v2", [json.dumps(v2_body(schema, [r])) for r in recs[:200]], v2_path
+    )
+    thousand_v2 = lua_script(
+        work, "thousand-v2", [json.dumps(v2_body(schema, recs[:1000]))], v2_path
+    )
     me = [sys.executable, str(Path(__file__).resolve())]
     with (
         worktree(args.previous_design, work / "previous") as previous,
         server("ours", [*ours, "--log-dir", str(work / "log-ours")]) as s_ours,
+        server(
+            "ours with a shadow",
+            [*ours, "--log-dir", str(work / "log-shadow"), "--shadow", shadow],
+        ) as s_shadow,
         server(
             "ours, fsync before every answer",
             [*ours, "--log-dir", str(work / "log-fsync"), "--log-fsync-seconds", "0"],
@@ -442,9 +497,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     ):
         checks = {
             s.name: max_diff(s.url, recs[:300], want, 1)
-            for s in (s_ours, s_workers, s_previous, s_fastapi)
+            for s in (s_ours, s_shadow, s_workers, s_previous, s_fastapi)
         }
         checks["ours, 1000 rows/request"] = max_diff(s_ours.url, recs[:1000], want, 1000)
+        checks["ours, V2 infer"] = max_diff_v2(s_ours.url, v2_path, schema, recs[:1000], want)
         for name, d in checks.items():
             print(f"answers of {name}: max |Δp| vs pipeline.predict_proba = {d:.2g}")
         if max(checks.values()) > 1e-9:
@@ -452,9 +508,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
         plan = [
             ("ceiling c=16", s_ceiling, 16, one_row),
             ("ours c=16", s_ours, 16, one_row),
+            ("ours with a shadow c=16", s_shadow, 16, one_row),
+            ("ours V2 c=16", s_ours, 16, one_row_v2),
             ("ceiling c=1", s_ceiling, 1, one_row),
             ("ours c=1", s_ours, 1, one_row),
             ("ours 1000-row requests c=1", s_ours, 1, thousand),
+            ("ours V2 1000-row requests c=1", s_ours, 1, thousand_v2),
             ("previous design c=16", s_previous, 16, one_row),
             ("ours, fsync before every answer, c=16", s_fsync, 16, one_row),
             ("ours, 2 workers, c=16", s_workers, 16, one_row),
@@ -465,8 +524,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         for _, s, c, script in plan:
             wrk(s.url, c, args.warmup, script)
         results, inproc, shares = measure(args, plan, pipeline, schema, test, recs, s_ours)
+        kept_up = shadow_kept_up(s_shadow.url)
         ready = [s.ready_seconds for s in (s_ours, s_fsync, s_workers)]
     report(args, results, inproc, shares, ready)
+    report_multi(results, kept_up)
 
 
 def _answer_size(record: dict[str, Any], card: Any) -> int:
@@ -609,6 +670,42 @@ def report(
     print(
         f"\nall targets met: {'yes' if met else 'NO'}; errors (non-2xx, socket) in all runs: {errors}"
     )
+
+
+def shadow_kept_up(url: str) -> tuple[float, float, float]:
+    """The shadow server's rows answered, rows its shadow scored, rows it lost."""
+    answered, scored, lost = scrape(
+        url,
+        "modelops_predictions_total",
+        "modelops_shadow_rows_total",
+        "modelops_shadow_lost_rows_total",
+    )
+    return answered, scored, lost
+
+
+def report_multi(results: dict[str, list[Load]], kept_up: tuple[float, float, float]) -> None:
+    """The shadow's cost on the primary, and V2 against V1: ratios of medians, same run."""
+
+    def med(name: str, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in results[name])
+
+    print("\nseveral models, and the Open Inference Protocol (ratios of medians, same run):")
+    p99_on, p99_off = med("ours with a shadow c=16", "p99_ms"), med("ours c=16", "p99_ms")
+    ok_on, ok_off = med("ours with a shadow c=16", "ok_per_s"), med("ours c=16", "ok_per_s")
+    print(
+        f"  with a shadow / without, c=16  p99 {p99_on / p99_off:5.2f}x ({p99_on:.1f} vs "
+        f"{p99_off:.1f} ms); 2xx/s {ok_on / ok_off:5.2f}x"
+    )
+    answered, scored, lost = kept_up
+    print(
+        f"  the shadow scored {scored:.0f} of the {answered:.0f} rows its server answered "
+        f"({lost:.0f} lost)"
+    )
+    v2, v1 = med("ours V2 c=16", "ok_per_s"), med("ours c=16", "ok_per_s")
+    print(f"  V2 / V1, 1-row requests, c=16  {v2 / v1:5.2f}x 2xx/s ({v2:.0f} vs {v1:.0f})")
+    v2k = med("ours V2 1000-row requests c=1", "ok_per_s")
+    v1k = med("ours 1000-row requests c=1", "ok_per_s")
+    print(f"  V2 / V1, 1000-row requests     {v2k / v1k:5.2f}x rows/s")
 
 
 if __name__ == "__main__":

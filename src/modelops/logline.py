@@ -32,6 +32,11 @@ _KINDS: dict[str, SegmentKind] = {PREDICTION_PREFIX: "predictions", FEEDBACK_PRE
 InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Label = str | int  # a class of the model's target, as JSON carries it
 
+# Who wrote a line: the model that answered (the primary, or a canary on its share of traffic), or
+# a shadow scoring a request off the response path, whose row nobody received.
+PRIMARY, CANARY, SHADOW = "primary", "canary", "shadow"
+ROLES = (PRIMARY, CANARY, SHADOW)
+
 
 class LoggedModel(msgspec.Struct, frozen=True):
     """The model version that answered."""
@@ -45,7 +50,11 @@ class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
 
     {"timestamp": "<ISO-8601 UTC>", "request_id": "...", "model": {"name": ..., "version": ...},
      "inputs": {<feature>: value|null, ...}, "output": {"label": ..., "probabilities": {...}},
-     "id": "<instance id>"}          <- only when the request gave the instance one
+     "id": "<instance id>",          <- only when the request gave the instance one
+     "role": "canary"|"shadow"}      <- only for a model other than the primary
+
+    `id` and `role` are left out when they have nothing to say, so a server of one model whose
+    clients send no ids writes the lines it always wrote.
     """
 
     timestamp: str  # when the answer was computed, ISO-8601 UTC with microseconds and a "Z"
@@ -54,6 +63,7 @@ class LogLine(msgspec.Struct, frozen=True, omit_defaults=True):
     inputs: Any  # the request's instance: feature -> value (null for missing), in schema order
     output: Any  # the response's prediction: {"label": ..., "probabilities": {class: p}}
     id: str | None = None  # the instance's id; absent from the line when the request gave none
+    role: str = PRIMARY  # one of ROLES; absent from the line for the primary model
 
 
 class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -112,8 +112,12 @@ def write_bundle(
     return directory
 
 
-def train_bundle(directory: Path, p: Params, version: str, swap_scaler: bool = False) -> Trained:
+def train_bundle(
+    directory: Path, p: Params, version: str, swap_scaler: bool = False, reverse: bool = False
+) -> Trained:
     raw = generate_customers(3000, seed=21)
+    if reverse:  # the same features, in the opposite order
+        raw = raw[raw.columns[::-1]]
     schema, clean = infer_and_validate(raw, p.data, "synthetic")
     train, test = split(clean, schema.target.name, 0.2, p.base.seed)
     pipeline = build_pipeline(p, schema)
@@ -136,6 +140,18 @@ def trained_fallback(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A pipeline with a MinMaxScaler: no fast path, so the server scores with the Pipeline."""
     p = params(estimator="logistic_regression")
     return train_bundle(tmp_path_factory.mktemp("bundles") / "churn", p, "v0.9.0", swap_scaler=True)
+
+
+@pytest.fixture(scope="session")
+def trained_next(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The next version of the default model: retrained with fewer trees, the same contract."""
+    p = params(hist_gradient_boosting={"max_iter": 25})
+    return train_bundle(tmp_path_factory.mktemp("bundles") / "churn", p, "v1.1.0")
+
+
+def source(trained: Trained) -> str:
+    """A bundle as --shadow and --canary name it: its directory and the digest vouching for it."""
+    return f"{trained.bundle_dir}@{bundle.manifest_sha256(trained.bundle_dir)}"
 
 
 @pytest.fixture

@@ -86,9 +86,9 @@ def test_a_pipeline_without_a_fast_path_is_served_and_reported(
         metrics = c.get("/metrics").text
     assert inference["path"] == "pipeline"
     assert "'numeric/scale' is a MinMaxScaler" in inference["detail"]
-    assert re.search(
-        r'modelops_inference_path\{path="pipeline",reason="no fast path: .*MinMaxScaler', metrics
-    )
+    [path] = [line for line in metrics.splitlines() if line.startswith("modelops_inference_path{")]
+    assert 'version="v0.9.0"' in path and 'path="pipeline"' in path
+    assert re.search(r'reason="no fast path: .*MinMaxScaler', path)
     [ready] = [r for r in caplog.records if r.getMessage() == "model ready"]
     assert ready.levelno == logging.WARNING
     assert ready.fields["inference_path"] == "pipeline"  # type: ignore[attr-defined]
@@ -251,16 +251,20 @@ def test_metrics_count_requests_predictions_failures_and_unseen_categories(
     assert metric(text, "modelops_validation_failures_total", field="age") == 1
     assert metric(text, "modelops_unknown_categories_total", feature="region") == 1
     assert metric(text, "modelops_unknown_categories_total", feature="plan") == 1
-    labels = sum(metric(text, "modelops_predictions_total", label=v) for v in ("0", "1"))
+    labels = sum(
+        metric(text, "modelops_predictions_total", version="v1.0.0", label=v) for v in ("0", "1")
+    )
     assert labels == 10
-    assert metric(text, "modelops_predicted_probability_count", **{"class": "1"}) == 10
+    probability = {"version": "v1.0.0", "class": "1"}
+    assert metric(text, "modelops_predicted_probability_count", **probability) == 10
     assert metric(text, "modelops_request_instances_sum") == 10
     assert metric(text, "modelops_model_batch_rows_sum") == 10
     card = files.read_json(trained.bundle_dir / bundle.CARD)
-    info = dict(name="churn", version="v1.0.0", sha256=card["artifact"]["sha256"])
+    info = dict(name="churn", version="v1.0.0", sha256=card["artifact"]["sha256"], role="primary")
     assert metric(text, "modelops_model_info", **info) == 1
     assert metric(text, "modelops_model_ready") == 1
-    assert metric(text, "modelops_inference_path", path="fastpath", reason="") == 1
+    path = dict(version="v1.0.0", path="fastpath", reason="")
+    assert metric(text, "modelops_inference_path", **path) == 1
     assert metric(text, "modelops_prediction_log_rows_total") == 10
     assert metric(text, "modelops_http_request_duration_seconds_count", endpoint="/v1/predict") == 2
     assert "modelops_http_requests_in_flight" in text
@@ -291,6 +295,15 @@ def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> No
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
     }
     predict = doc["paths"]["/v1/predict"]["post"]
     assert set(predict["responses"]) == {"200", "400", "413", "415", "503"}

@@ -1,22 +1,33 @@
 """deploy/ agrees with the app: probes, ports and names in the manifests and the Containerfile,
-Prometheus config and alert rules that promtool accepts, and drift severity numbers that are the
-ones modelops.drift.status defines."""
+every Kubernetes manifest valid against the Kubernetes API's own JSON schemas (offline, with
+kubernetes-validate), the KServe InferenceService's predictor a valid PodSpec speaking V2 on the
+server's routes, Prometheus config and alert rules that promtool accepts, and drift severity
+numbers that are the ones modelops.drift.status defines."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
 from typing import Any
 
+import kubernetes_validate
+import pytest
 import yaml
 from litestar.testing import TestClient
 
 from modelops.drift.status import SEVERITY, SEVERITY_LEGEND
-from modelops.serve.config import ServeConfig
+from modelops.serve.config import FIELDS, ServeConfig, env_name
 from tests.conftest import ROOT, require_tool
 
 K8S = ROOT / "deploy" / "k8s"
+KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+# The oldest Kubernetes the manifests are written for (a preStop `sleep` is on by default from
+# 1.30), and the newest whose schemas kubernetes-validate bundles.
+K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+# What KServe adds to a predictor's PodSpec (its ComponentExtensionSpec) that this manifest uses.
+KSERVE_EXTENSIONS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"}
 CONTAINERFILE = (ROOT / "deploy" / "Containerfile").read_text()
 
 
@@ -27,6 +38,94 @@ def manifests() -> dict[str, dict[str, Any]]:
 
 def container() -> dict[str, Any]:
     return manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f.name, d)
+        for f in sorted(K8S.glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_k8s_manifest_is_valid_against_the_kubernetes_schemas(version: str) -> None:
+    documents = k8s_documents()
+    assert {d["kind"] for _, d in documents} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    for name, document in documents:
+        # strict: an unknown or misspelt field is an error, as the API server's would be
+        checked = kubernetes_validate.validate(document, version, strict=True)
+        assert checked == ".".join(version.split(".")[:2]), name
+
+
+def test_the_schema_check_refuses_what_the_api_server_would() -> None:
+    deployment = manifests()["Deployment"]
+    for break_it in (
+        lambda d: d["spec"].__setitem__("replicas", "two"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].__setitem__("readinesProbe", {}),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"][0].pop("containerPort"),
+    ):
+        broken = copy.deepcopy(deployment)
+        break_it(broken)
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+def kserve() -> dict[str, Any]:
+    return yaml.safe_load(KSERVE.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_inference_services_predictor_is_a_valid_pod_spec(version: str) -> None:
+    """KServe's CRD is not among the core schemas: its predictor is a PodSpec inline plus KServe's
+    component extension fields. Those are checked by name (and their values below); everything
+    else must be a PodSpec the Kubernetes schema accepts, strictly."""
+    predictor = dict(kserve()["spec"]["predictor"])
+    extensions = {k: predictor.pop(k) for k in KSERVE_EXTENSIONS if k in predictor}
+    assert extensions.keys() == KSERVE_EXTENSIONS
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": predictor}
+    kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_the_inference_service_is_a_custom_v2_predictor_of_our_image(
+    client: TestClient[Any],
+) -> None:
+    isvc = kserve()
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert set(isvc["spec"]) == {"predictor"}
+    predictor = isvc["spec"]["predictor"]
+    assert (
+        predictor["scaleMetric"] == "cpu"
+        and 1 <= predictor["minReplicas"] <= predictor["maxReplicas"]
+    )
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    [c] = predictor["containers"]
+    # KServe takes the container named kserve-container as the predictor, and reads its protocol
+    # from PROTOCOL (v1 or v2).
+    assert c["name"] == "kserve-container"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["PROTOCOL"] == "v2"
+    assert c["image"].rsplit(":", 1)[0] == container()["image"].rsplit(":", 1)[0]
+    [port] = c["ports"]
+    assert port["containerPort"] == int(env["MODELOPS_SERVE_PORT"])
+    routes = set(client.get("/schema").json()["paths"])
+    probes = {k: c[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/v2/health/ready"
+    assert probes["livenessProbe"]["path"] == "/v2/health/live"
+    for name, probe in probes.items():
+        assert probe["path"] in routes and probe["port"] == port["containerPort"], name
+        assert client.get(probe["path"]).status_code == 200, name
+    assert predictor["terminationGracePeriodSeconds"] > int(env["MODELOPS_SERVE_GRACEFUL_TIMEOUT"])
+    assert predictor["securityContext"]["runAsUser"] == 10001
+
+
+def test_every_server_variable_in_a_manifest_is_one_the_server_reads() -> None:
+    known = {env_name(f) for f in FIELDS}
+    for document in [d for _, d in k8s_documents()] + [kserve()]:
+        text = yaml.safe_dump(document)
+        for name in re.findall(r"\bMODELOPS_SERVE_[A-Z_0-9]+", text):
+            assert name in known, name
 
 
 def test_probes_hit_the_apps_health_routes_on_the_served_port(client: TestClient[Any]) -> None:

@@ -188,6 +188,8 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
     result = subprocess.run(
         [
             *schemathesis_command(),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
             "run",
             f"{server.url}/schema/openapi.json",
             "--checks",
@@ -196,8 +198,11 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
             "40",
             "--seed",
             "20261127",
+            # One worker: hypothesis describes filter lambdas with ast.parse, which CPython 3.11
+            # can fail on when threads parse at once ("AST constructor recursion depth mismatch",
+            # python/cpython#106905), an error of the tool rather than a finding.
             "--workers",
-            "2",
+            "1",
         ],
         cwd=tmp_path,  # its hypothesis database stays out of the repository
         capture_output=True,
@@ -205,7 +210,21 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
         timeout=600,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed$", out, re.M)
+    assert generated and generated[1] == generated[2] and int(generated[1]) > 500, out[-2000:]
+    if "No issues found" not in out:
+        # The one warning schemathesis.toml explains: V2 infer rejects most generated bodies.
+        warnings = out.split("WARNINGS", 1)[1].split("SUMMARY", 1)[0]
+        assert "Schema validation mismatch" in warnings, out[-3000:]
+        assert set(re.findall(r"^\s+- (.+)$", warnings, re.M)) <= {
+            "POST /v2/models/{name}/infer",
+            "POST /v2/models/{name}/versions/{version}/infer",
+        }, warnings
+        summary = out.split("SUMMARY", 1)[1]
+        assert re.findall(r"⚠️ (.+)$", summary, re.M) == [
+            "Schema validation mismatch: 2 operations mostly rejected generated data"
+        ], summary
     errors = [e for e in server.logs() if e["level"] == "error"]
     assert errors == []

@@ -26,12 +26,15 @@ from tests.serve.conftest import Trained, params, post, serve_client, wait_ready
 WINDOW, MIN_ROWS = 600, 300
 
 
-def gauge(text: str, name: str, label: str | None = None) -> float | None:
-    pattern = (
-        rf"^{name}(?:\{{[a-z]+=\"{re.escape(label)}\"\}})? (\S+)$" if label else rf"^{name} (\S+)$"
-    )
-    m = re.search(pattern, text, re.M)
-    return float(m.group(1)) if m else None
+def gauge(text: str, name: str, label: str | None = None, version: str = "v1.0.0") -> float | None:
+    """A drift sample of the model `version`, for one feature or class when `label` is given."""
+    for m in re.finditer(rf"^{name}\{{(?P<labels>[^}}]*)\}} (?P<value>\S+)$", text, re.M):
+        labels = dict(re.findall(r'([a-z]+)="([^"]*)"', m["labels"]))
+        if labels.pop("version", None) == version and list(labels.values()) == (
+            [label] if label else []
+        ):
+            return float(m["value"])
+    return None
 
 
 def scenario_records(trained: Trained, scenario: str, n: int) -> list[dict[str, Any]]:
@@ -159,7 +162,7 @@ def test_window_and_rule_default_to_what_the_profile_recorded_from_params(
         snapshot = c.get("/v1/drift").json()
         assert snapshot["window"] == 700
         assert snapshot["report"]["thresholds"] == msgspec.to_builtins(rule)
-        assert "modelops_drift_window_capacity 700.0" in c.get("/metrics").text
+        assert gauge(c.get("/metrics").text, "modelops_drift_window_capacity") == 700
     with pytest.raises(
         SchemaError, match="needs 800 rows before it reports, more than the window of 700"
     ):

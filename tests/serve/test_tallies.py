@@ -38,7 +38,7 @@ def answered(labels: list[int], p1: list[float]) -> Answered:
 
 
 def test_tallies_count_requests_latencies_sizes_and_answers() -> None:
-    metrics = ServeMetrics("churn", "v1", "0" * 64, ["a"])
+    metrics = ServeMetrics(["a"])
     tallies = Tallies(metrics, [0, 1], [1])
     tallies.in_flight = 3
     for _ in range(5):
@@ -46,8 +46,9 @@ def test_tallies_count_requests_latencies_sizes_and_answers() -> None:
     tallies.request("/nope", "GET", 404, 0.0001)
     tallies.instances(1)
     tallies.instances(1000)
-    tallies.observe(answered([1, 0, 1], [0.9, 0.1, 0.55]))
-    tallies.observe(answered([0], [0.05]))
+    tallies.observe("v1", answered([1, 0, 1], [0.9, 0.1, 0.55]))
+    tallies.observe("v1", answered([0], [0.05]))
+    tallies.observe("v2", answered([1], [0.7]))
     tallies.apply()
     tallies.apply()  # nothing new: nothing counted twice
     text = metrics.exposition().decode()
@@ -67,8 +68,10 @@ def test_tallies_count_requests_latencies_sizes_and_answers() -> None:
     assert "modelops_http_requests_in_flight 3.0" in text
     assert "modelops_request_instances_count 2.0" in text
     assert "modelops_request_instances_sum 1001.0" in text
-    assert 'modelops_predictions_total{label="1"} 2.0' in text
-    assert 'modelops_predictions_total{label="0"} 2.0' in text
-    assert 'modelops_predicted_probability_bucket{class="1",le="0.1"} 2.0' in text
-    assert 'modelops_predicted_probability_bucket{class="1",le="+Inf"} 4.0' in text
-    assert 'modelops_predicted_probability_sum{class="1"} 1.6' in text
+    assert 'modelops_predictions_total{label="1",version="v1"} 2.0' in text
+    assert 'modelops_predictions_total{label="0",version="v1"} 2.0' in text
+    assert 'modelops_predictions_total{label="1",version="v2"} 1.0' in text
+    assert 'modelops_predicted_probability_bucket{class="1",le="0.1",version="v1"} 2.0' in text
+    assert 'modelops_predicted_probability_bucket{class="1",le="+Inf",version="v1"} 4.0' in text
+    assert 'modelops_predicted_probability_sum{class="1",version="v1"} 1.6' in text
+    assert 'modelops_predicted_probability_bucket{class="1",le="0.7",version="v2"} 1.0' in text

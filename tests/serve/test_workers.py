@@ -60,7 +60,9 @@ def test_one_scrape_sums_every_workers_requests_and_drift(trained: Trained, tmp_
         'modelops_http_requests_total{endpoint="/v1/predict",method="POST",status="200"} 60.0'
         in (text)
     )
-    assert re.search(r"^modelops_predictions_total\{label=\"\w+\"\} ", text, re.M)
+    assert re.search(
+        r"^modelops_predictions_total\{label=\"\w+\",version=\"v1.0.0\"\} ", text, re.M
+    )
     assert "modelops_model_ready 1.0" in text
     assert drift["report"]["rows"] == 300 and drift["window"] == 800
     checked = subprocess.run(

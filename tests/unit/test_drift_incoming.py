@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from modelops.drift.profile import NumericProfile, Profile, build_profile
 from modelops.drift.report import Tally
 from modelops.drift.status import Thresholds
 from modelops.errors import DataValidationError
+from modelops.logline import SHADOW, LogLine
 from modelops.params import DataParams
 from modelops.schema import FeatureSchema, infer_and_validate
 from tests.drift_files import write_segment
@@ -99,6 +101,36 @@ def test_prediction_log_gives_feature_and_prediction_drift(
     report = counts.report(Thresholds())
     assert report.predictions["1"].status == "significant"
     assert {"age", "contract"} <= set(report.flagged())
+
+
+def test_shadow_rows_in_a_log_are_not_counted_as_traffic(
+    tmp_path: Path, trained: tuple[FeatureSchema, Profile]
+) -> None:
+    schema, profile = trained
+    frame = synthetic.generate_customers(400, SEED, "no_drift")
+    p1 = np.random.default_rng(2).beta(2, 5, len(frame))
+    segment = tmp_path / "predictions-20261127T100000-41-0.jsonl"
+    write_segment(segment, frame, schema.names, p1)
+    answered = segment.read_bytes().splitlines(keepends=True)
+    # The same requests scored again by a shadow (campaign rows, certain answers), interleaved with
+    # the answered ones; and a canary's answers, which are traffic.
+    scenario = synthetic.generate_customers(400, SEED, "campaign")
+    write_segment(tmp_path / "shadow", scenario, schema.names, np.full(400, 0.99), "1.1.0")
+    shadow = [
+        line.replace(b"}}\n", b'},"role":"shadow"}\n')
+        for line in (tmp_path / "shadow").read_bytes().splitlines(keepends=True)
+    ]
+    assert msgspec.json.decode(shadow[0], type=LogLine).role == SHADOW
+    canary = answered[300:]
+    canary = [line.replace(b"}}\n", b'},"role":"canary"}\n') for line in canary]
+    segment.write_bytes(
+        b"".join(a for pair in zip(answered[:300], shadow[:300], strict=True) for a in pair)
+        + b"".join(canary + shadow[300:])
+    )
+    counts, source = incoming.tally(tmp_path / segment.name, profile)
+    assert _same_counts(counts, _expected(schema, profile, frame))
+    assert counts.predictions["1"].sum() == 400
+    assert source.served_versions == {"1.0.0": 400}
 
 
 def test_rows_without_logged_probabilities_are_scored_when_a_scorer_is_given(

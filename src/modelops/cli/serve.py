@@ -1,5 +1,5 @@
-"""`modelops serve`: options, environment and a bundle (or a registry ref) in; one verified model
-behind the HTTP contract (src/modelops/serve/) out.
+"""`modelops serve`: options, environment and a bundle (or a registry ref) in, with any shadow and
+canary models; the verified models behind the HTTP contract (src/modelops/serve/) out.
 
 Server modules are imported when the command runs, so other commands start without them.
 """
@@ -19,12 +19,22 @@ if TYPE_CHECKING:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from modelops.serve.config import FIELDS, HELP, ServeConfig, env_name, option_name, option_type
+    from modelops.serve.config import (
+        FIELDS,
+        HELP,
+        METAVAR,
+        ServeConfig,
+        env_name,
+        option_name,
+        option_type,
+        repeatable,
+    )
 
     p = commands.add_parser(
         "serve",
         help="serve a model bundle over HTTP",
-        description="Serve one model bundle: POST /v1/predict, GET /v1/model, /health/live, "
+        description="Serve a model bundle (and any shadow or canary models beside it): POST "
+        "/v1/predict, the Open Inference Protocol under /v2, GET /v1/model, /health/live, "
         "/health/ready, /metrics, OpenAPI at /schema. Every option defaults to its "
         "environment variable, then to the value shown.",
     )
@@ -43,9 +53,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name in FIELDS:
         default = getattr(defaults, name)
         shown = "from the bundle" if default is None else default
+        if repeatable(name) or name == "admin_token":
+            shown = "none"
         text = f"{HELP[name]} (env {env_name(name)}, default {shown})"
         kind = option_type(name)
-        if kind is bool:
+        if repeatable(name):
+            p.add_argument(
+                option_name(name), action="append", metavar=METAVAR[name], default=None, help=text
+            )
+        elif kind is bool:
             p.add_argument(
                 option_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
             )
@@ -63,20 +79,32 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigInvalid as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scratch: Path | None = None
+    scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
     try:
         bundle_dir = args.bundle
         if args.ref is not None:
-            bundle_dir = args.bundle_dir
-            if bundle_dir is None:
-                scratch = Path(tempfile.mkdtemp(prefix="modelops-bundle-"))
-                bundle_dir = scratch / "bundle"
+            bundle_dir = args.bundle_dir or scratch / "bundle"
             materialise(args.ref, bundle_dir)
             config = _trust_the_registry(config, bundle_dir)
+        config = _resolve_others(config, scratch / "others")
         return _run_server(bundle_dir, config)
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _resolve_others(config: ServeConfig, scratch: Path) -> ServeConfig:
+    """Shadows and canaries as bundle directories with their digests: a registry ref is bundled
+    and vouched for by the registry, like --ref."""
+    import msgspec
+
+    from modelops.serve import sources
+
+    shadow = tuple(str(sources.resolve(sources.parse(t), scratch)) for t in config.shadow)
+    canary = []
+    for text in config.canary:
+        source, percent = sources.parse_canary(text)
+        canary.append(sources.canary_text(sources.resolve(source, scratch), percent))
+    return msgspec.structs.replace(config, shadow=shadow, canary=tuple(canary))
 
 
 def _trust_the_registry(config: ServeConfig, bundle_dir: Path) -> ServeConfig:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from modelops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from modelops.errors import DataIssue, DataValidationError
-from modelops.logline import SEGMENT_SUFFIX, LogLine
+from modelops.logline import SEGMENT_SUFFIX, SHADOW, LogLine
 from modelops.types import FloatArray, IntArray
 
 BATCH_ROWS = 1 << 16
@@ -309,6 +309,10 @@ def _jsonl(file: File, profile: Profile, fs: Any) -> Iterator[Batch]:
 
 
 def _log_batch(file: File, profile: Profile, batch: pa.RecordBatch) -> Batch:
+    # A shadow model's rows score traffic another model answered: the same inputs again, not traffic.
+    shadow = pc.fill_null(pc.equal(batch.column("role"), SHADOW), False)
+    if pc.any(shadow).as_py():
+        batch = batch.filter(pc.invert(shadow))
     inputs = batch.column("inputs")
     if inputs.null_count:
         raise fail(file, "inputs", f"absent from {inputs.null_count} line(s) of the log")

@@ -1,9 +1,11 @@
-"""A bundle directory and a ServeConfig in; the ASGI app that serves that model out.
+"""A bundle directory and a ServeConfig in; the ASGI app that serves that model (and any shadow or
+canary models beside it) out.
 
-`create_app` verifies every file of the bundle against its manifest and the model's hash against the
-card before anything else, so a tampered bundle stops the server from starting, with the reason. The
-model itself is loaded in the lifespan, in a thread: /health/live answers at once, /health/ready
-only once the model reproduces the card's reference predictions.
+`create_app` verifies every file of every bundle against its manifest and each model's hash against
+its card before anything else, and refuses a shadow or canary whose contract differs from the
+primary's, so a tampered or mismatched bundle stops the server from starting, with the reason. The
+models themselves are loaded in the lifespan, on the model thread: /health/live answers at once,
+/health/ready only once every model reproduces its card's reference predictions.
 """
 
 from __future__ import annotations
@@ -24,87 +26,106 @@ from litestar import Litestar
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ServiceUnavailableException
 
-from modelops import files
-from modelops.drift.profile import Profile
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
-from modelops.evaluation import Decision
-from modelops.registry import bundle
-from modelops.serve import logs, openapi, routes, workers
+from modelops.logline import CANARY, PRIMARY, SHADOW
+from modelops.serve import logs, openapi, routes, routes_admin, routes_v2, sources, v2, workers
 from modelops.serve.config import ServeConfig
-from modelops.serve.contract import Contract, Decoded, Health, Inference, ModelDescription, ModelRef
-from modelops.serve.livedrift import LiveDrift
+from modelops.serve.contract import Contract, Decoded, Health
+from modelops.serve.livedrift import DriftGauges
 from modelops.serve.metrics import ServeMetrics
+from modelops.serve.models import ServedModel, check_roster
 from modelops.serve.observe import RequestObserver
-from modelops.serve.predictor import Arrival, Batcher, LoadedModel, load_model, model_thread
+from modelops.serve.predictor import Arrival, Batcher, model_thread
 from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
+from modelops.serve.routing import CanaryRouter
+from modelops.serve.shadow import ShadowScorer
 from modelops.serve.tallies import Tallies
-from modelops.serve.workers import SharedCounts
 from modelops.types import FloatArray
 
 log = logging.getLogger(logs.SERVER)
-# The prediction log's rotation by age, fsync interval and recovery checks; tallies into metrics.
+# The prediction log's rotation by age, fsync interval and recovery checks; tallies into metrics;
+# canary shares another worker changed.
 TICK_SECONDS = 0.5
 
 
 # --------------------------------------------------------------------------- the service
 
 
+def roster(bundle_dir: Path, config: ServeConfig) -> list[ServedModel]:
+    """Every model the configuration names, verified: the primary, the canaries, the shadows."""
+    if config.bundle_sha256 is None:
+        raise ArtifactIntegrityError(
+            f"{bundle_dir}: no digest vouches for this bundle; pass --bundle-sha256 (or set "
+            "MODELOPS_SERVE_BUNDLE_SHA256) to the sha256 of its bundle.json as `modelops "
+            "registry bundle` printed it, or serve --ref from the registry. Nothing is "
+            "unpickled on the bundle's own word."
+        )
+    named = [(PRIMARY, sources.Source(directory=bundle_dir, sha256=config.bundle_sha256))]
+    named += [(CANARY, sources.parse_canary(t).source) for t in config.canary]
+    named += [(SHADOW, sources.parse(t)) for t in config.shadow]
+    models = []
+    for index, (role, source) in enumerate(named):
+        if source.directory is None or source.sha256 is None:
+            raise ArtifactIntegrityError(
+                f"{role} {source}: a registry ref is bundled by `modelops serve`; the app takes "
+                "a bundle directory with its digest (DIR@<sha256 of its bundle.json>)"
+            )
+        models.append(ServedModel(role, source.directory, source.sha256, config, index))
+    check_roster(models)
+    return models
+
+
 class Service:
-    """Everything one app serves: the verified bundle, its contract, the model once loaded."""
+    """Everything one app serves: the verified models, the primary's contract, the prediction log,
+    the metrics, and how traffic is split between the models."""
 
     def __init__(self, bundle_dir: Path, config: ServeConfig) -> None:
-        self.bundle_dir = bundle_dir
         self.config = config
-        if config.bundle_sha256 is None:
-            raise ArtifactIntegrityError(
-                f"{bundle_dir}: no digest vouches for this bundle; pass --bundle-sha256 (or set "
-                "MODELOPS_SERVE_BUNDLE_SHA256) to the sha256 of its bundle.json as `modelops "
-                "registry bundle` printed it, or serve --ref from the registry. Nothing is "
-                "unpickled on the bundle's own word."
-            )
-        self.verified = bundle.verify(bundle_dir, config.bundle_sha256)
-        self.manifest, self.card = self.verified.manifest, self.verified.card
-        card = self.card
-        self.evaluation: dict[str, Any] = dict(files.read_json(bundle_dir / bundle.METRICS))
+        self.models = roster(bundle_dir, config)
+        self.primary = primary = self.models[0]
+        self.by_version = {m.version: m for m in self.models}
+        # The models that answer requests, by version: the primary and the canaries.
+        self.answering = {m.version: m for m in self.models if m.role != SHADOW}
+        self.canaries = [m for m in self.models if m.role == CANARY]
+        self.shadows = [m for m in self.models if m.role == SHADOW]
+        card = primary.card
+        self.manifest = primary.manifest
         self.contract = Contract(card.feature_schema, config.max_instances)
-        self.decision = Decision.of(card.feature_schema.target, self.evaluation)
-        self.model_ref = ModelRef(self.manifest.name, self.manifest.version, card.artifact.sha256)
-        self.metrics = ServeMetrics(
-            self.manifest.name,
-            self.manifest.version,
-            card.artifact.sha256,
-            card.feature_schema.names,
-        )
+        self.protocol = v2.Protocol(self.contract, self.manifest.name, card.classes)
+        self.metrics = ServeMetrics(card.feature_schema.names)
+        for m in self.models:
+            self.metrics.add_model(m.manifest.name, m.version, m.card.artifact.sha256, m.role)
         self.tallies = Tallies(self.metrics, card.classes, card.feature_schema.target.scored)
         self.access = logs.AccessLog(config.access_log)
-        self.live_drift: LiveDrift | None = None
-        if config.drift_window != 0:
-            profile_path = bundle_dir / bundle.PROFILE
-            self.live_drift = LiveDrift.from_profile(
-                Profile.decode(profile_path.read_bytes(), str(profile_path)),
-                card.feature_schema.names,
-                card.classes,
-                config.drift_window,
-                config.drift_min_rows,
-                shared=SharedCounts(shared) if (shared := workers.multiprocess()) else None,
+        windows = {m.version: m.live_drift for m in self.models if m.live_drift is not None}
+        if windows:
+            self.metrics.register(DriftGauges(windows))
+        self.router: CanaryRouter | None = None
+        if self.canaries:
+            shares = {
+                m.version: sources.parse_canary(text).percent
+                for m, text in zip(self.canaries, config.canary, strict=True)
+            }
+            self.router = CanaryRouter(
+                [m.version for m in self.canaries],
+                shares,
+                workers.multiprocess(),
+                on_change=self._shares_changed,
             )
-            self.metrics.register(self.live_drift)
-        self.status: str = "loading"
-        self.reason: str | None = None
-        self.model: LoadedModel | None = None
-        self.batcher: Batcher | None = None
         self.log: PredictionLog | None = None
-        # Fed inline once an answer's rows are in the log: each is a list append.
-        self.observers: list[Tallies | LiveDrift] = [self.tallies]
-        if self.live_drift is not None:
-            self.observers.append(self.live_drift)
+        self.shadow: ShadowScorer | None = None
+        self.loaded = False  # every model loaded and verified (asked on every request)
+
+    def _shares_changed(self, shares: dict[str, float]) -> None:
+        for version, percent in shares.items():
+            self.metrics.canary_share.labels(version).set(percent)
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
         m = self.metrics
         self.log = PredictionLog(
             self.config.log_dir,
-            {"name": self.manifest.name, "version": self.manifest.version},
+            {"name": self.manifest.name, "version": self.primary.version},
             self.config.log_rotate_rows,
             self.config.log_rotate_bytes,
             self.config.log_rotate_seconds,
@@ -117,11 +138,13 @@ class Service:
                 write_seconds=m.log_write_seconds.observe,
             ),
         )
-        if self.live_drift is not None:
-            self.live_drift.start()
-        ticking = asyncio.get_running_loop().create_task(self._tick(), name="ticks")
+        for model in self.models:
+            if model.live_drift is not None:
+                model.live_drift.start()
+        loop = asyncio.get_running_loop()
+        ticking = loop.create_task(self._tick(), name="ticks")
         executor = model_thread()
-        loading = asyncio.get_running_loop().create_task(self._load(executor), name="load-model")
+        loading = loop.create_task(self._load(executor), name="load-models")
         try:
             yield
         finally:
@@ -129,28 +152,38 @@ class Service:
             # log already; score what is still queued, then finish the live segment.
             loading.cancel()
             ticking.cancel()
-            if self.batcher is not None:
-                await self.batcher.stop()
-            executor.shutdown(wait=True)
-            await self.log.close()
-            if self.live_drift is not None:
-                self.live_drift.stop()
-            self.tallies.apply()
-            self.access.flush()
-            gc.unfreeze()  # an app embedded in a longer-lived process hands its objects back
-            logs.event(
-                log,
-                logging.INFO,
-                "prediction log closed",
-                dir=self.config.log_dir,
-                rows=self.log.rows_written,
-            )
+            await self._stop(executor)
+
+    async def _stop(self, executor: ThreadPoolExecutor) -> None:
+        for model in self.models:
+            if model.batcher is not None:
+                await model.batcher.stop()
+        if self.shadow is not None:
+            await self.shadow.stop()
+        executor.shutdown(wait=True)
+        assert self.log is not None
+        await self.log.close()
+        for model in self.models:
+            if model.live_drift is not None:
+                model.live_drift.stop()
+        self.tallies.apply()
+        self.access.flush()
+        gc.unfreeze()  # an app embedded in a longer-lived process hands its objects back
+        logs.event(
+            log,
+            logging.INFO,
+            "prediction log closed",
+            dir=self.config.log_dir,
+            rows=self.log.rows_written,
+        )
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             if self.log is not None:
                 self.log.tick(time.time())
+            if self.router is not None:
+                self.router.sync()
             self.tallies.apply()
             self.access.flush()
 
@@ -159,82 +192,64 @@ class Service:
         return self.metrics.exposition()
 
     async def _load(self, executor: ThreadPoolExecutor) -> None:
-        started = time.perf_counter()
-        try:
-            model = await asyncio.get_running_loop().run_in_executor(
-                executor, load_model, self.bundle_dir, self.verified
+        loop = asyncio.get_running_loop()
+        for model in self.models:
+            try:
+                model.model = await loop.run_in_executor(executor, model.load)
+            except ModelopsError as exc:
+                model.failed(str(exc))
+            except Exception as exc:
+                # An unpickling failure (missing module, corrupt file) is a failed load, not a crash.
+                model.failed(f"{type(exc).__name__}: {exc}")
+            if model.model is None:
+                self.metrics.ready.set(0)
+                return
+            if model.role != SHADOW:
+                model.batcher = Batcher(
+                    model.model,
+                    self.config.max_batch_rows,
+                    self.config.batch_wait_ms / 1000,
+                    executor,
+                    on_batch=self.metrics.observe_batch,
+                )
+                model.batcher.start()
+            path = model.model.path
+            detail = "" if path == "fastpath" else model.model.detail
+            self.metrics.set_inference_path(model.version, path, detail)
+            model.status = "ready"
+        if self.shadows:
+            assert self.log is not None
+            self.shadow = ShadowScorer(
+                self.shadows,
+                self.contract,
+                executor,
+                self.log,
+                self.tallies,
+                self.metrics,
+                self.config.max_batch_rows,
             )
-        except ModelopsError as exc:
-            self._failed(str(exc))
-            return
-        except Exception as exc:
-            # An unpickling failure (missing module, corrupt file) is a failed load, not a crash.
-            self._failed(f"{type(exc).__name__}: {exc}")
-            return
-        self.model = model
-        self.batcher = Batcher(
-            model,
-            self.config.max_batch_rows,
-            self.config.batch_wait_ms / 1000,
-            executor,
-            on_batch=self.metrics.observe_batch,
-        )
-        self.batcher.start()
-        self.metrics.set_inference_path(
-            model.path, "" if model.path == "fastpath" else model.detail
-        )
+            self.shadow.start()
+        self.loaded = True
         self.metrics.ready.set(1)
         # Everything loaded so far lives as long as the process; frozen, the collector stops
         # rescanning it (a full collection over the model took ~80 ms, a p99 spike).
         gc.collect()
         gc.freeze()
-        self.status = "ready"
         if (shared := workers.multiprocess()) is not None:
             workers.mark_ready(shared)
-        level = logging.INFO if model.path == "fastpath" else logging.WARNING
-        logs.event(
-            log,
-            level,
-            "model ready",
-            model=self.manifest.name,
-            version=self.manifest.version,
-            sha256=self.card.artifact.sha256,
-            inference_path=model.path,
-            inference_detail=model.detail,
-            load_seconds=round(time.perf_counter() - started, 3),
-        )
-
-    def _failed(self, reason: str) -> None:
-        self.status, self.reason = "failed", reason
-        self.metrics.ready.set(0)
-        logs.event(log, logging.ERROR, "model not ready", reason=reason)
-
-    def describe(self) -> ModelDescription:
-        card, manifest = self.card, self.manifest
-        inference = (
-            Inference(self.model.path, self.model.detail) if self.model is not None else None
-        )
-        return ModelDescription(
-            **card.provenance(),
-            version=manifest.version,
-            commit=manifest.commit,
-            stages=manifest.stages,
-            metrics=self.evaluation,
-            decision=self.decision,
-            ready=self.status == "ready",
-            inference=inference,
-        )
 
     def ready(self) -> bool:
-        """Whether this process can answer predictions: its model verified, its log writable."""
-        return self.status == "ready" and self.log is not None and self.log.unavailable is None
+        """Whether this process can answer predictions: every model verified, its log writable."""
+        return self.loaded and self.log is not None and self.log.unavailable is None
 
     def not_ready(self) -> str:
-        if self.status == "failed":
-            return f"model failed verification: {self.reason}"
-        if self.status == "ready" and self.log is not None and self.log.unavailable is not None:
+        failed = [m for m in self.models if m.status == "failed"]
+        if failed:
+            return "; ".join(f"model failed verification: {m.name}: {m.reason}" for m in failed)
+        if self.log is not None and self.log.unavailable is not None and self.loaded:
             return self.log.unavailable
-        return "model is loading; poll /health/ready"
+        loading = ", ".join(m.name for m in self.models if m.status == "loading")
+        return f"loading {loading}; poll /health/ready"
 
     def health(self) -> Health:
         """Readiness of the server: this process, and with several workers all of them."""
@@ -243,9 +258,21 @@ class Service:
             if shared is None or workers.all_ready(shared, self.config.workers):
                 return Health("ready")
             return Health("loading", f"waiting for all {self.config.workers} workers to load")
-        if self.status == "ready":
+        if self.loaded:
             return Health("unavailable", self.not_ready())
-        return Health("failed" if self.status == "failed" else "loading", self.reason)
+        failed = any(m.status == "failed" for m in self.models)
+        return Health("failed", self.not_ready()) if failed else Health("loading", None)
+
+    def served(self, version: str | None) -> ServedModel:
+        """The served model of that version (the primary's when None); UnknownModel otherwise."""
+        if version is None:
+            return self.primary
+        model = self.by_version.get(version)
+        if model is None:
+            raise routes.unknown(
+                f"version {version[:64]!r}", f"versions: {', '.join(self.by_version)}"
+            )
+        return model
 
     def decode(self, body: bytes) -> Decoded:
         """The request body checked against the contract; a violation is counted by field."""
@@ -255,10 +282,25 @@ class Service:
             self.metrics.observe_invalid(exc.issues)
             raise
 
+    def route(self, key: bytes | None, request_id: str) -> ServedModel:
+        """The model that answers a request: a canary on its share of routing keys, else the
+        primary."""
+        router = self.router
+        if router is None:
+            return self.primary
+        index = router.choose(key if key is not None else request_id.encode())
+        return self.primary if index < 0 else self.canaries[index]
+
     async def predict(self, decoded: Decoded, state: dict[str, Any]) -> msgspec.Struct:
         """Score a decoded request; the answer goes out only once the log has taken its rows."""
-        batcher, model, prediction_log = self.batcher, self.model, self.log
-        if batcher is None or model is None or prediction_log is None:
+        model: ServedModel = state.get("model") or self.primary
+        answered = await self.score(model, decoded, state)
+        return self.contract.response_type(model.ref, answered.predictions, answered.request_id)
+
+    async def score(self, model: ServedModel, decoded: Decoded, state: dict[str, Any]) -> Answered:
+        """Rows scored by `model`, logged, counted, and queued for the shadows."""
+        batcher, loaded, prediction_log = model.batcher, model.model, self.log
+        if batcher is None or loaded is None or prediction_log is None:
             raise ServiceUnavailableException(detail=self.not_ready())
         instances, rows = decoded
         state["instances"] = len(rows)
@@ -266,20 +308,24 @@ class Service:
         unseen = self.contract.unseen_categories(rows)
         if unseen:
             self.metrics.observe_unseen(unseen)
-        proba = await batcher.submit(rows, state.get("arrival") or Arrival())
+        own = rows if model.order is None else model.rows_of(rows)
+        proba = await batcher.submit(own, state.get("arrival") or Arrival())
         _require_finite(proba)
-        labels = self.decision.labels(proba, model.classes)
+        labels = model.decision.labels(proba, loaded.classes)
         request_id = state["request_id"]
         predictions = self.contract.predictions(labels, proba.tolist())
         answered = Answered(time.time(), request_id, rows, proba, labels, instances, predictions)
         try:
-            await prediction_log.append(answered)
+            await prediction_log.append(answered, model.logged, model.role)
         except LogUnavailable as exc:
             # A 200 must be in the prediction log; rather no answer than an unrecorded one.
             raise ServiceUnavailableException(detail=str(exc)) from None
-        for observer in self.observers:
-            observer.observe(answered)
-        return self.contract.response_type(self.model_ref, predictions, request_id)
+        self.tallies.observe(model.version, answered)
+        if model.live_drift is not None:
+            model.live_drift.observe(answered if own is rows else answered._replace(rows=own))
+        if self.shadow is not None:
+            self.shadow.enqueue(answered)
+        return answered
 
 
 def _require_finite(proba: FloatArray) -> None:
@@ -301,7 +347,7 @@ def _require_finite(proba: FloatArray) -> None:
 _HEADERS = [
     ResponseHeader(
         name="X-Model-Version",
-        description="registry version of the model that answered",
+        description="registry version of the model that answered (the primary's, or a canary's)",
         documentation_only=True,
     ),
     ResponseHeader(
@@ -313,17 +359,24 @@ _HEADERS = [
 
 
 def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> RequestObserver:
-    """The app serving the bundle in `bundle_dir`, behind the layer that observes every request.
-    Raises ArtifactIntegrityError for a bundle whose files are not the ones its manifest and card
-    record."""
+    """The app serving the bundle in `bundle_dir` (and the config's shadows and canaries), behind
+    the layer that observes every request. Raises ArtifactIntegrityError for a bundle whose files
+    are not the ones its manifest and card record, SchemaError for a model that cannot stand beside
+    the primary."""
     config = config or ServeConfig()
     service = Service(Path(bundle_dir), config)
     app = Litestar(
-        route_handlers=routes.handlers(service),
+        route_handlers=[
+            *routes.handlers(service),
+            *routes_v2.handlers(service),
+            *routes_admin.handlers(service),
+        ],
         lifespan=[service.lifespan],
         exception_handlers={Exception: routes.error_handler(config)},
         openapi_config=openapi.config(
-            f"modelops: {service.manifest.name}", service.manifest.version
+            f"modelops: {service.manifest.name}",
+            service.primary.version,
+            admin=config.admin_token is not None,
         ),
         response_headers=_HEADERS,
         request_max_body_size=config.max_body_bytes,
@@ -331,4 +384,4 @@ def create_app(bundle_dir: Path | str, config: ServeConfig | None = None) -> Req
         debug=False,
     )
     app.state.service = service
-    return RequestObserver(app, service.tallies, service.manifest.version, service.access)
+    return RequestObserver(app, service.tallies, service.primary.version, service.access)

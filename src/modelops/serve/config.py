@@ -1,8 +1,9 @@
 """CLI options and MODELOPS_SERVE_* environment variables in; one validated ServeConfig out.
 
 Every field has an environment variable (`MODELOPS_SERVE_` + the field name in capitals) that sets
-its default, and a CLI option (`--` + the field name with dashes) that overrides it. An
-out-of-range value is an error naming the option or variable it came from.
+its default, and a CLI option (`--` + the field name with dashes) that overrides it; a list field's
+option is repeated, its variable separated by commas. An out-of-range value is an error naming the
+option or variable it came from.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import msgspec
 
 from modelops import paths
 from modelops.params import window_can_report
+from modelops.serve import sources
 
 ENV_PREFIX = "MODELOPS_SERVE_"
 MiB = 1 << 20
@@ -55,6 +57,12 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # with --ref the registry supplies it.
     bundle_sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
     log_level: Annotated[str, msgspec.Meta(pattern="^(debug|info|warning|error)$")] = "info"
+    # Models beside the primary (serve/sources.py has the grammar): shadows score every request off
+    # the response path; each canary answers its share of the traffic.
+    shadow: tuple[str, ...] = ()
+    canary: tuple[str, ...] = ()
+    # Bearer token of the admin routes (PUT /admin/canary); without one they do not exist.
+    admin_token: Annotated[str, msgspec.Meta(min_length=16, pattern=r"^\S+$")] | None = None
 
 
 FIELDS: tuple[str, ...] = ServeConfig.__struct_fields__
@@ -79,7 +87,14 @@ HELP: dict[str, str] = {
     "access_log": "write a JSON access line per request",
     "bundle_sha256": "sha256 of the bundle's bundle.json, vouching for every file in it",
     "log_level": "debug, info, warning or error",
+    "shadow": "a model scoring every request off the response path: a registry ref, or "
+    "DIR@<sha256 of its bundle.json> (repeatable)",
+    "canary": "a model answering a share of the traffic: SOURCE:PERCENT%% (repeatable)",
+    "admin_token": "bearer token for PUT/GET /admin/canary (at least 16 characters; prefer the "
+    "environment variable)",
 }
+
+METAVAR: dict[str, str] = {"shadow": "SOURCE", "canary": "SOURCE:PERCENT%"}
 
 
 def option_type(field: str) -> type:
@@ -88,6 +103,12 @@ def option_type(field: str) -> type:
     while get_origin(kind) is not None:  # Annotated[...], X | None
         kind = next(a for a in get_args(kind) if a is not type(None))
     return cast(type, kind)
+
+
+def repeatable(field: str) -> bool:
+    """Whether a field is a list: its option is given once per item."""
+    kind: Any = next(f.type for f in msgspec.structs.fields(ServeConfig) if f.name == field)
+    return get_origin(kind) is tuple
 
 
 def env_name(field: str) -> str:
@@ -111,6 +132,8 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig
         given = options.get(f.name)
         if given is not None:
             values[f.name], source[f.name] = given, option_name(f.name)
+        elif repeatable(f.name) and (raw := environ.get(env_name(f.name))) is not None:
+            values[f.name], source[f.name] = sources.split(raw), env_name(f.name)
         elif (raw := environ.get(env_name(f.name))) is not None:
             try:
                 # Environment values are text; lax conversion turns "8000" into 8000, "true" into True.
@@ -134,4 +157,18 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig
             f"{source.get('drift_min_rows', option_name('drift_min_rows'))}={config.drift_min_rows} "
             f"exceeds {source.get('drift_window', option_name('drift_window'))}={config.drift_window}"
         )
+    _check_sources(config, source)
     return config
+
+
+def _check_sources(config: ServeConfig, source: dict[str, str]) -> None:
+    """Every --shadow and --canary follows the source grammar, and the shares fit in 100%."""
+    kind = "shadow"
+    try:
+        for text in config.shadow:
+            sources.parse(text)
+        kind = "canary"
+        canaries = [sources.parse_canary(text) for text in config.canary]
+        sources.check_total({str(c.source): c.percent for c in canaries})
+    except sources.SourceInvalid as exc:
+        raise ConfigInvalid(f"{source.get(kind, option_name(kind))}: {exc}") from None

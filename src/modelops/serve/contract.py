@@ -167,6 +167,10 @@ class Contract:
             if isinstance(f, CategoricalFeature) and not f.strict
         ]
 
+    def field_type(self, name: str) -> Any:
+        """The type a feature's value is decoded to: its limits, categories and nullability."""
+        return self._field_types[name]
+
     def decode(self, body: bytes) -> Decoded:
         """The instances (Structs that encode back to the same JSON objects) and their rows in
         schema order (None for missing); or DataValidationError listing every problem."""
@@ -175,7 +179,7 @@ class Contract:
         except msgspec.ValidationError as exc:
             raise DataValidationError(SOURCE, self._explain(body, exc)) from None
         except msgspec.DecodeError as exc:
-            raise DataValidationError(SOURCE, [DataIssue("$", _malformed(body, exc), 0)]) from None
+            raise DataValidationError(SOURCE, [DataIssue("$", malformed(body, exc), 0)]) from None
         except UnicodeDecodeError:
             raise DataValidationError(SOURCE, [DataIssue("$", "not valid UTF-8", 0)]) from None
         except RecursionError:
@@ -256,7 +260,7 @@ class Contract:
             try:
                 msgspec.convert(instance[name], typ)
             except msgspec.ValidationError as exc:
-                issues.append(DataIssue(path, _plain(str(exc)), 0))
+                issues.append(DataIssue(path, plain(str(exc)), 0))
 
 
 def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
@@ -294,7 +298,7 @@ def _field_type(f: NumericFeature | CategoricalFeature) -> Any:
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
-def _malformed(body: bytes, exc: msgspec.DecodeError) -> str:
+def malformed(body: bytes, exc: msgspec.DecodeError) -> str:
     if _LONE_SURROGATE.search(body):
         return (
             "not valid JSON: a \\uD800-\\uDBFF escape must be followed by a low surrogate "
@@ -317,10 +321,10 @@ def _issue_from(exc: msgspec.ValidationError) -> DataIssue:
         return DataIssue(_path(path, m.group("key")), "unknown field", 0)
     if m := _MISSING.match(message):
         return DataIssue(_path(path, m.group("key")), "required field missing", 0)
-    return DataIssue(path, _plain(message), 0)
+    return DataIssue(path, plain(message), 0)
 
 
-def _plain(message: str) -> str:
+def plain(message: str) -> str:
     """msgspec's message without the path, and without the offending value where it quotes one."""
     message = _AT.sub("", message)
     if message.startswith("Invalid enum value"):

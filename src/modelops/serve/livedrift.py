@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -301,60 +301,92 @@ class LiveDrift:
             counts, rows, workers = self.shared.total(counts, rows)
         return self.window.report(counts, rows), workers * self.window.window
 
+    def add_samples(self, families: DriftFamilies, version: str) -> None:
+        """This window's gauges (every worker's, added) as samples labelled with the model version."""
+        report, capacity = self.merged()
+        with self._lock:
+            families.busy.add_metric([version], self._busy)
+        families.capacity.add_metric([version], capacity)
+        families.rows.add_metric([version], report.rows)
+        for name, d in report.features.items():
+            families.severity.add_metric([version, name], SEVERITY[d.status])
+            if d.psi is not None and d.p_value is not None:
+                families.psi.add_metric([version, name], d.psi)
+                families.p_value.add_metric([version, name], d.p_value)
+        for cls, d in report.predictions.items():
+            families.prediction_severity.add_metric([version, cls], SEVERITY[d.status])
+            if d.psi is not None:
+                families.prediction_psi.add_metric([version, cls], d.psi)
+
+
+class DriftFamilies(NamedTuple):
+    """The live drift gauges, each with a `version` label: one window per served model."""
+
+    rows: GaugeMetricFamily
+    capacity: GaugeMetricFamily
+    busy: CounterMetricFamily
+    psi: GaugeMetricFamily
+    p_value: GaugeMetricFamily
+    severity: GaugeMetricFamily
+    prediction_psi: GaugeMetricFamily
+    prediction_severity: GaugeMetricFamily
+
+    @classmethod
+    def empty(cls) -> DriftFamilies:
+        v, feature, scored = ["version"], ["version", "feature"], ["version", "class"]
+        return cls(
+            GaugeMetricFamily(
+                "modelops_drift_window_rows", "Answered rows in the live drift window", labels=v
+            ),
+            GaugeMetricFamily(
+                "modelops_drift_window_capacity",
+                "Rows the live drift window holds when full",
+                labels=v,
+            ),
+            CounterMetricFamily(
+                "modelops_drift_update_seconds",
+                "CPU seconds spent binning answered rows into the live drift window",
+                labels=v,
+            ),
+            GaugeMetricFamily(
+                "modelops_feature_psi",
+                "PSI of each feature over the live window against the training profile",
+                labels=feature,
+            ),
+            GaugeMetricFamily(
+                "modelops_feature_drift_pvalue",
+                "Chi-square p-value of each feature's PSI over the live window",
+                labels=feature,
+            ),
+            GaugeMetricFamily(
+                "modelops_feature_drift_severity",
+                f"Drift status per feature: {SEVERITY_LEGEND}",
+                labels=feature,
+            ),
+            GaugeMetricFamily(
+                "modelops_prediction_psi",
+                "PSI of the predicted probability of each scored class over the live window",
+                labels=scored,
+            ),
+            GaugeMetricFamily(
+                "modelops_prediction_drift_severity",
+                f"Drift status per scored class: {SEVERITY_LEGEND}",
+                labels=scored,
+            ),
+        )
+
+
+class DriftGauges:
+    """The Prometheus collector of every served model's live window, by model version."""
+
+    def __init__(self, windows: Mapping[str, LiveDrift]) -> None:
+        self.windows = dict(windows)
+
     def describe(self) -> Iterator[Metric]:
-        return iter(self._families(None))
+        return iter(DriftFamilies.empty())
 
     def collect(self) -> Iterator[Metric]:
-        return iter(self._families(*self.merged()))
-
-    def _families(self, report: DriftReport | None, capacity_rows: int = 0) -> list[Metric]:
-        rows = GaugeMetricFamily(
-            "modelops_drift_window_rows", "Answered rows in the live drift window"
-        )
-        capacity = GaugeMetricFamily(
-            "modelops_drift_window_capacity", "Rows the live drift window holds when full"
-        )
-        busy = CounterMetricFamily(
-            "modelops_drift_update_seconds",
-            "CPU seconds spent binning answered rows into the live drift window",
-        )
-        with self._lock:
-            busy.add_metric([], self._busy)
-        psi = GaugeMetricFamily(
-            "modelops_feature_psi",
-            "PSI of each feature over the live window against the training profile",
-            labels=["feature"],
-        )
-        p_value = GaugeMetricFamily(
-            "modelops_feature_drift_pvalue",
-            "Chi-square p-value of each feature's PSI over the live window",
-            labels=["feature"],
-        )
-        severity = GaugeMetricFamily(
-            "modelops_feature_drift_severity",
-            f"Drift status per feature: {SEVERITY_LEGEND}",
-            labels=["feature"],
-        )
-        prediction_psi = GaugeMetricFamily(
-            "modelops_prediction_psi",
-            "PSI of the predicted probability of each scored class over the live window",
-            labels=["class"],
-        )
-        prediction_severity = GaugeMetricFamily(
-            "modelops_prediction_drift_severity",
-            f"Drift status per scored class: {SEVERITY_LEGEND}",
-            labels=["class"],
-        )
-        capacity.add_metric([], capacity_rows or self.window.window)
-        if report is not None:
-            rows.add_metric([], report.rows)
-            for name, d in report.features.items():
-                severity.add_metric([name], SEVERITY[d.status])
-                if d.psi is not None and d.p_value is not None:
-                    psi.add_metric([name], d.psi)
-                    p_value.add_metric([name], d.p_value)
-            for cls, d in report.predictions.items():
-                prediction_severity.add_metric([cls], SEVERITY[d.status])
-                if d.psi is not None:
-                    prediction_psi.add_metric([cls], d.psi)
-        return [rows, capacity, busy, psi, p_value, severity, prediction_psi, prediction_severity]
+        families = DriftFamilies.empty()
+        for version, window in self.windows.items():
+            window.add_samples(families, version)
+        return iter(families)

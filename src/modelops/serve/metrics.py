@@ -31,19 +31,15 @@ MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+# Mean |Δp| between a shadow's probabilities and the answer's, per row.
+DIFF_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 _INSTANCE_FIELD = re.compile(r"^\$\.instances\[\d+\](?:\.(?P<key>.+))?$")
 
 
 class ServeMetrics:
     """Every metric the service exports, registered in its own registry."""
 
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        sha256: str,
-        features: Sequence[str],
-    ) -> None:
+    def __init__(self, features: Sequence[str]) -> None:
         # The *_created series double the exposition without telling an operator anything; the
         # switch is process-wide, which suits a process that serves one model.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -78,12 +74,15 @@ class ServeMetrics:
         # Predictions by label and the predicted-probability histogram: added a whole batch at a
         # time (serve/tallies.py), since per-row observe() calls cost more than scoring the row.
         self.predictions = Counter(
-            "modelops_predictions", "Rows answered, by predicted label", ["label"], registry=r
+            "modelops_predictions",
+            "Rows answered, by the answering model's version and the predicted label",
+            ["version", "label"],
+            registry=r,
         )
         self.probability = Histogram(
             "modelops_predicted_probability",
-            "Predicted probability of each scored class",
-            ["class"],
+            "Predicted probability of each scored class, by the answering model's version",
+            ["version", "class"],
             buckets=PROBABILITY_BUCKETS,
             registry=r,
         )
@@ -125,22 +124,22 @@ class ServeMetrics:
         )
         self.model_info = Gauge(
             "modelops_model_info",
-            "The model this process serves (always 1)",
-            ["name", "version", "sha256"],
+            "Each model this process serves, in its role: primary, canary or shadow (always 1)",
+            ["name", "version", "sha256", "role"],
             multiprocess_mode="livemax",
             registry=r,
         )
-        self.model_info.labels(name, version, sha256).set(1)
         self.ready = Gauge(
             "modelops_model_ready",
-            "1 once the model is loaded and reproduces the card's reference predictions",
+            "1 once every model is loaded and reproduces its card's reference predictions",
             multiprocess_mode="livemin",
             registry=r,
         )
         self.inference_path = Gauge(
             "modelops_inference_path",
-            "How rows are scored (1 for the path in use): fastpath, or pipeline with the reason",
-            ["path", "reason"],
+            "How each model scores rows (1 for the path in use): fastpath, or pipeline with the "
+            "reason",
+            ["version", "path", "reason"],
             multiprocess_mode="livemax",
             registry=r,
         )
@@ -169,7 +168,42 @@ class ServeMetrics:
             buckets=(0.00001, 0.0001, *LATENCY_BUCKETS),
             registry=r,
         )
+        self.canary_share = Gauge(
+            "modelops_canary_share_percent",
+            "Percent of the traffic each canary answers (PUT /admin/canary changes it)",
+            ["version"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.shadow_rows = Counter(
+            "modelops_shadow_rows",
+            "Rows a shadow model scored beside the answer the client got",
+            ["version"],
+            registry=r,
+        )
+        self.shadow_agreement = Counter(
+            "modelops_shadow_agreement",
+            "Rows a shadow model scored whose label equals the answer's",
+            ["version"],
+            registry=r,
+        )
+        self.shadow_abs_diff = Histogram(
+            "modelops_shadow_abs_diff",
+            "Mean |Δp| over the classes between a shadow's probabilities and the answer's, per row",
+            ["version"],
+            buckets=DIFF_BUCKETS,
+            registry=r,
+        )
+        self.shadow_lost = Counter(
+            "modelops_shadow_lost_rows",
+            "Rows a shadow did not score (backlog full) or could not log (log unwritable)",
+            ["version", "reason"],
+            registry=r,
+        )
         self._features = frozenset(features)
+
+    def add_model(self, name: str, version: str, sha256: str, role: str) -> None:
+        self.model_info.labels(name, version, sha256, role).set(1)
 
     def register(self, collector: Collector) -> None:
         """A collector of values kept in this process (live drift); with several workers it is
@@ -206,6 +240,8 @@ class ServeMetrics:
             return "(body)"
         if path == "$.instances":
             return "instances"
+        if path in self._features:  # the Open Inference Protocol names the input
+            return path
         m = _INSTANCE_FIELD.match(path)
         if m is None:
             return "(unknown field)"
@@ -214,9 +250,8 @@ class ServeMetrics:
             return "(instance)"
         return key if key in self._features else "(unknown field)"
 
-    def set_inference_path(self, path: str, reason: str) -> None:
-        self.inference_path.clear()
-        self.inference_path.labels(path, reason).set(1)
+    def set_inference_path(self, version: str, path: str, reason: str) -> None:
+        self.inference_path.labels(version, path, reason).set(1)
 
 
 def add_observations(child: Any, counts: Sequence[int], total: float) -> None:

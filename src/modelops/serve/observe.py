@@ -1,5 +1,6 @@
-"""Every HTTP request in; its response out with X-Model-Version and X-Request-ID added, counted in
-the request metrics and written as one access line.
+"""Every HTTP request in; its response out with X-Model-Version (the version of the model that
+answered it: the primary's, unless a route put another in the request's state) and X-Request-ID
+added, counted in the request metrics and written as one access line.
 
 `RequestObserver` is the outermost ASGI layer around the Litestar app, so it sees every response:
 the routes' own, their errors (400, 413, 415, 503) and what Litestar's router answers before any
@@ -50,8 +51,8 @@ class RequestObserver:
     ) -> None:
         self.app = app
         self.state = app.state
-        # The app's routes; any other path is counted as OTHER.
-        self.endpoints = frozenset(route.path for route in app.routes)
+        # The app's routes, as templates (/v2/models/{name}/infer); any other path is OTHER.
+        self.endpoints = frozenset(route.path_format for route in app.routes)
         self.tallies = tallies
         self.version = version.encode()
         self.access = access
@@ -69,8 +70,11 @@ class RequestObserver:
         request_id = request_id_from(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        added = [(b"x-model-version", self.version), (b"x-request-id", request_id.encode())]
         status = 500
+
+        def added() -> list[tuple[bytes, bytes]]:
+            version = state.get("model_version", self.version)
+            return [(b"x-model-version", version), (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Any) -> None:
             nonlocal status
@@ -79,7 +83,7 @@ class RequestObserver:
                 status = message["status"]
                 if status == 413 and not _expects_continue(scope):
                     await _discard_body(receive)
-                message = {**message, "headers": [*message.get("headers", ()), *added]}
+                message = {**message, "headers": [*message.get("headers", ()), *added()]}
             await send(message)
 
         self.tallies.in_flight += 1
@@ -91,12 +95,14 @@ class RequestObserver:
             self.cut_off += 1
             if status == 500 and not started(scope):
                 status = 503
-                await _send_stopping(send, added, request_id)
+                await _send_stopping(send, added(), request_id)
         finally:
             self.tallies.in_flight -= 1
             seconds = time.perf_counter() - start
             path = scope["path"]
-            endpoint = path if path in self.endpoints else OTHER
+            # The route's template once routed; a 405 is never routed, its path may be a route.
+            template = scope.get("path_template") or path
+            endpoint = template if template in self.endpoints else OTHER
             self.tallies.request(endpoint, method, status, seconds)
             if self.access.enabled:
                 client = scope.get("client")
@@ -106,7 +112,7 @@ class RequestObserver:
                     path=path[:200],
                     status=status,
                     duration_ms=round(seconds * 1000, 3),
-                    model_version=self.version.decode(),
+                    model_version=state.get("model_version", self.version).decode(),
                     instances=state.get("instances"),
                     client=client[0] if client else None,
                 )

@@ -18,6 +18,7 @@ from litestar import Litestar, Request
 from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.typing import FieldDefinition
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -36,9 +37,20 @@ class MsgspecSchemas(OpenAPIRenderPlugin):
         return self._rendered
 
 
-def config(title: str, version: str) -> OpenAPIConfig:
+BEARER = "BearerToken"  # the security scheme of the admin routes
+
+
+def config(title: str, version: str, admin: bool = False) -> OpenAPIConfig:
+    """The document's settings; with `admin`, the bearer token scheme the admin routes require."""
+    schemes: dict[str, SecurityScheme | Reference] | None = (
+        {BEARER: SecurityScheme(type="http", scheme="bearer")} if admin else None
+    )
     return OpenAPIConfig(
-        title=title, version=version, path="/schema", render_plugins=[MsgspecSchemas()]
+        title=title,
+        version=version,
+        path="/schema",
+        render_plugins=[MsgspecSchemas()],
+        components=Components(security_schemes=schemes),
     )
 
 

@@ -37,7 +37,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from modelops.logline import LoggedModel, LogLine
+from modelops.logline import PRIMARY, LoggedModel, LogLine
 from modelops.serve import logs, segments
 
 RECOVERY_SECONDS = 60.0  # how often a running log looks for segments whose writer is gone
@@ -50,7 +50,7 @@ class Answered(NamedTuple):
 
     timestamp: float  # seconds since the epoch, when the answer was computed
     request_id: str
-    rows: list[tuple[Any, ...]]  # inputs in schema order
+    rows: Sequence[tuple[Any, ...]]  # inputs in schema order (the scoring model's)
     proba: npt.NDArray[np.float64]
     labels: list[Any]
     instances: Sequence[Any]  # each encodes to the row's `inputs` object (the request's Structs)
@@ -63,17 +63,37 @@ class LogUnavailable(Exception):
 
 def iso_utc(timestamp: float) -> str:
     """`2026-11-27T05:08:14.804315Z`, rounded as datetime.fromtimestamp rounds; the date part is
-    formatted once a second."""
+    formatted once a second. Safe from any thread: the cached second is replaced, never edited."""
+    global _second
     fraction, whole = math.modf(timestamp)
     us, second = round(fraction * 1e6), int(whole)
     if us >= 1_000_000:
         second, us = second + 1, us - 1_000_000
-    if second != _second[0]:
-        _second[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_second[1]}.{us:06d}Z"
+    cached = _second
+    if second != cached[0]:
+        cached = _second = (
+            second,
+            datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+    return f"{cached[1]}.{us:06d}Z"
 
 
-_second: list[Any] = [-1, ""]
+_second: tuple[int, str] = (-1, "")
+
+
+def encode(
+    encoder: msgspec.json.Encoder, answered: Answered, model: LoggedModel, role: str = PRIMARY
+) -> bytes:
+    """The log lines of an answered batch, scored by `model` in `role`. Any thread may call this,
+    each with an encoder of its own."""
+    timestamp, request_id = iso_utc(answered.timestamp), answered.request_id
+    # The request's own Structs and the response's predictions encode straight to the line's
+    # `inputs` and `output`: no per-row dicts to build.
+    lines = [
+        LogLine(timestamp, request_id, model, inputs, output, role)
+        for inputs, output in zip(answered.instances, answered.predictions, strict=True)
+    ]
+    return encoder.encode_lines(lines)
 
 
 class Hooks(NamedTuple):
@@ -132,22 +152,26 @@ class PredictionLog:
 
     # ----------------------------------------------------------------------- the request path
 
-    async def append(self, answered: Answered) -> None:
+    async def append(
+        self, answered: Answered, model: LoggedModel | None = None, role: str = PRIMARY
+    ) -> None:
         """Return once the answered rows are written; LogUnavailable if they cannot be."""
         if self.unavailable is not None:
             raise LogUnavailable(self.unavailable)
-        timestamp, request_id, model = iso_utc(answered.timestamp), answered.request_id, self._model
-        # The request's own Structs and the response's predictions encode straight to the line's
-        # `inputs` and `output`: no per-row dicts to build.
-        lines = [
-            LogLine(timestamp, request_id, model, inputs, output)
-            for inputs, output in zip(answered.instances, answered.predictions, strict=True)
-        ]
+        data = encode(self._encoder, answered, model or self._model, role)
+        await self.append_encoded(data, len(answered.rows))
+
+    def append_encoded(self, data: bytes, rows: int) -> asyncio.Future[None]:
+        """Lines encoded already (by `encode`, on any thread) go into the next group write; the future
+        is done once they are written, or fails with LogUnavailable."""
         done = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(self._encoder.encode_lines(lines), len(lines), done))
+        if self.unavailable is not None:
+            done.set_exception(LogUnavailable(self.unavailable))
+            return done
+        self._pending.append(_Pending(data, rows, done))
         if self._draining is None:
             self._draining = asyncio.get_running_loop().create_task(self._drain())
-        await done
+        return done
 
     async def _drain(self) -> None:
         try:

@@ -1,5 +1,6 @@
-"""A Service in; its HTTP routes out: typed handlers, the predict body's decoder and the one table
-that turns an exception into a status code.
+"""A Service in; its HTTP routes out: typed handlers, the predict body's decoder, the routing of
+each predict request to the model that answers it, and the one table that turns an exception into a
+status code (and, under /v2, into the Open Inference Protocol's `{"error": ...}`).
 
 Handlers are thin: they take and return the contract's msgspec Structs, and Litestar encodes the
 answers and lays out the OpenAPI document from these very signatures (serve/openapi.py).
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -18,12 +20,13 @@ from litestar.dto import AbstractDTO
 from litestar.exceptions import (
     ClientException,
     HTTPException,
+    NotFoundException,
     ServiceUnavailableException,
 )
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.typing import FieldDefinition
 
@@ -39,15 +42,18 @@ from modelops.serve.contract import (
     ModelDescription,
 )
 from modelops.serve.metrics import MEDIA_TYPE
+from modelops.serve.v2 import TensorInvalid, V2Error
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     from modelops.serve.app import Service
+    from modelops.serve.models import ServedModel
 
     # Built from the model's classes at startup; Litestar resolves the name from the handler's
     # signature namespace.
     PredictResponse: TypeAlias = msgspec.Struct
+    Version: TypeAlias = str | None
 
 JSON = "application/json"
 log = logging.getLogger(logs.SERVER)
@@ -64,6 +70,13 @@ class RequestTimeout(ClientException):
 
 class PayloadTooLarge(ClientException):
     status_code = 413
+
+
+class UnknownModel(NotFoundException):
+    """A model name or version this server does not serve (the message says which it does)."""
+
+
+V2_PREFIX = "/v2"
 
 
 # --------------------------------------------------------------------------- errors -> status codes
@@ -90,6 +103,8 @@ def _problems(exc: Exception, status: int, config: ServeConfig) -> list[FieldErr
     """What went wrong, by path; built from our own words, never from the request's values."""
     if isinstance(exc, DataValidationError):
         return [FieldError(i.column, f"{i.kind} {i.detail}".strip()) for i in exc.issues]
+    if isinstance(exc, UnknownModel):
+        return [FieldError("$", exc.detail)]
     if status == 404:
         return [FieldError("$", "no such endpoint; the API is described at /schema")]
     if status == 405:
@@ -116,16 +131,28 @@ def error_handler(config: ServeConfig) -> Any:
                 exc_info=exc,
                 extra={"fields": {"request_id": request_id, "path": request.url.path}},
             )
-        body = ErrorResponse(status, _problems(exc, status, config), request_id)
         headers = getattr(exc, "headers", None) or {}
+        problems = _problems(exc, status, config)
+        body: msgspec.Struct = ErrorResponse(status, problems, request_id)
+        if request.url.path.startswith(V2_PREFIX):
+            body = V2Error(v2_text(exc, problems))
         return Response(_encoder.encode(body), status_code=status, media_type=JSON, headers=headers)
 
     return handle
 
 
-def _errors(*statuses: tuple[int, str]) -> dict[int, ResponseSpec]:
+def v2_text(exc: Exception, problems: list[FieldError]) -> str:
+    """The Open Inference Protocol's one error string: every problem, each naming where it is."""
+    if isinstance(exc, TensorInvalid):
+        return exc.text()
+    return "; ".join(p.message if p.field == "$" else f"{p.field}: {p.message}" for p in problems)
+
+
+def error_responses(
+    *statuses: tuple[int, str], body: type[msgspec.Struct] = ErrorResponse
+) -> dict[int, ResponseSpec]:
     return {
-        status: ResponseSpec(ErrorResponse, description=text, generate_examples=False)
+        status: ResponseSpec(body, description=text, generate_examples=False)
         for status, text in statuses
     }
 
@@ -134,15 +161,26 @@ def _errors(*statuses: tuple[int, str]) -> dict[int, ResponseSpec]:
 
 
 class PredictBody(AbstractDTO[Any]):
-    """The predict request body, decoded by the service's contract in one msgspec pass (every
-    problem listed) rather than by Litestar's generic decoding; documented as the request type."""
+    """A predict request body (/v1's, or an Open Inference Protocol infer request), decoded by the
+    service's contract in one msgspec pass (every problem listed) rather than by Litestar's generic
+    decoding; documented as the request type."""
 
     service: ClassVar[Service]
     request_type: ClassVar[type[msgspec.Struct]]
+    decoder: ClassVar[staticmethod[[bytes], Any]]
 
     @classmethod
-    def bound_to(cls, service: Service) -> type[PredictBody]:
-        attrs = {"service": service, "request_type": service.contract.request_type}
+    def bound_to(
+        cls,
+        service: Service,
+        request_type: type[msgspec.Struct] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> type[PredictBody]:
+        attrs = {
+            "service": service,
+            "request_type": request_type or service.contract.request_type,
+            "decoder": staticmethod(decode or service.decode),
+        }
         return type("PredictBody", (cls,), attrs)
 
     @classmethod
@@ -171,18 +209,19 @@ class PredictBody(AbstractDTO[Any]):
         encoding = self.asgi_connection.headers.get("content-encoding")
         if encoding is not None:
             value = inflate(value, encoding, self.service.config.max_body_bytes)
-        return self.service.decode(value)
+        return self.decoder(value)
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
         raise UnsupportedMediaType(detail="send the body as Content-Type: application/json (UTF-8)")
 
 
 class Inbound(ASGIMiddleware):
-    """A predict request from the moment it enters the route: the batcher learns it is on its way
-    (so requests whose bodies are still being read can share the next model call); a body that has
-    not arrived whole within `body_timeout_seconds` gets a 408 (a stalled client does not hold a
-    connection forever); and a client that hangs up before its body is complete is a client error,
-    not a server one."""
+    """A predict request from the moment it enters the route: it is routed to the model that will
+    answer it (the primary, a canary on its share, or the version a V2 path names), that model's
+    batcher learns it is on its way (so requests whose bodies are still being read can share the
+    next model call); a body that has not arrived whole within `body_timeout_seconds` gets a 408 (a
+    stalled client does not hold a connection forever); and a client that hangs up before its body
+    is complete is a client error, not a server one."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -191,7 +230,11 @@ class Inbound(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         body = _Body(receive, self.timeout)
         try:
-            batcher = self.service.batcher
+            model = self._model(scope)
+            state = scope["state"]
+            state["model"] = model
+            state["model_version"] = model.header
+            batcher = model.batcher
             if batcher is None:
                 await next_app(scope, body, send)
                 return
@@ -200,6 +243,22 @@ class Inbound(ASGIMiddleware):
                 await next_app(scope, body, send)
         finally:
             body.timer.cancel()
+
+    def _model(self, scope: Scope) -> ServedModel:
+        service = self.service
+        version = scope["path_params"].get("version")
+        if (
+            version is not None
+        ):  # a V2 path naming a version (unknown ones get a 404 before reading)
+            return service.answering.get(version, service.primary)
+        if service.router is None:
+            return service.primary
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"x-routing-key":
+                key = value
+                break
+        return service.route(key, scope["state"]["request_id"])
 
 
 class _Body:
@@ -241,10 +300,10 @@ class _Body:
         return message
 
 
-def _admit(service: Service) -> Any:
+def admit(service: Service, require: Callable[[str | None], None] | None = None) -> Any:
     async def admit(request: Request[Any, Any, Any]) -> None:
         """Refuse before the body is read: a non-JSON body, or no model to score it."""
-        require_json(request.headers.get("content-type"))
+        (require or require_json)(request.headers.get("content-type"))
         if not service.ready():
             raise ServiceUnavailableException(detail=service.not_ready())
 
@@ -300,21 +359,27 @@ def require_json(content_type: str | None) -> None:
 
 
 def handlers(service: Service) -> list[HTTPRouteHandler]:
-    """Every route of the service; /v1/drift only when live drift is on."""
-    namespace = {"PredictResponse": service.contract.response_type}
+    """Every /v1, health and metrics route of the service; /v1/drift only when live drift is on."""
+    namespace = {
+        "PredictResponse": service.contract.response_type,
+        "Version": Annotated[
+            str | None,
+            QueryParameter(description="a served model's version (default: the primary's)"),
+        ],
+    }
 
     @post(
         "/v1/predict",
         status_code=200,
         dto=PredictBody.bound_to(service),
         return_dto=None,
-        before_request=_admit(service),
+        before_request=admit(service),
         middleware=[Inbound(service)],
         signature_namespace=namespace,
         operation_id="predict",
         summary="Score 1 to max_instances instances",
         response_description="one prediction per instance, in order",
-        responses=_errors(
+        responses=error_responses(
             (400, "the request breaks the contract; every problem by path"),
             (413, "the body is larger than the configured limit"),
             (415, "the body is not application/json"),
@@ -324,18 +389,27 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     async def predict(data: JSONBody[Decoded], request: Request[Any, Any, Any]) -> PredictResponse:
         return await service.predict(data, request.scope["state"])
 
-    @get("/v1/model", summary="The model card", response_description="the card")
-    async def model() -> ModelDescription:
-        return service.describe()
+    @get(
+        "/v1/model",
+        summary="The model card (the primary's, or the served version named)",
+        response_description="the card",
+        responses=error_responses((404, "no served model has that version")),
+        signature_namespace=namespace,
+    )
+    async def model(version: Version = None) -> ModelDescription:
+        return service.served(version).describe()
 
     @get(
         "/v1/drift",
-        summary="Drift of the last answered rows against the training profile",
-        response_description="the live window's drift report",
+        summary="Drift of the last rows a model scored against its training profile",
+        response_description="the live window's drift report (the primary's, or the version named)",
+        responses=error_responses((404, "no served model has that version")),
+        signature_namespace=namespace,
     )
-    async def drift() -> DriftSnapshot:
-        assert service.live_drift is not None  # the route exists only when live drift is on
-        report, capacity = service.live_drift.merged()
+    async def drift(version: Version = None) -> DriftSnapshot:
+        window = service.served(version).live_drift
+        assert window is not None  # the route exists only when live drift is on
+        report, capacity = window.merged()
         return DriftSnapshot(capacity, report)
 
     @get("/health/live", summary="Liveness", response_description="the process answers")
@@ -345,7 +419,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     @get(
         "/health/ready",
         summary="Readiness",
-        response_description="model loaded and verified",
+        response_description="every model loaded and verified",
         responses={503: ResponseSpec(Health, description="loading, or failed verification")},
     )
     async def ready() -> Response[Health]:
@@ -362,6 +436,10 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
         return service.exposition()
 
     routes = [predict, model, drift, live, ready, metrics]
-    if service.live_drift is None:
+    if service.primary.live_drift is None:
         routes.remove(drift)
     return routes
+
+
+def unknown(what: str, served: str) -> UnknownModel:
+    return UnknownModel(detail=f"{what} is not served here; {served}")

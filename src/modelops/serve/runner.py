@@ -34,7 +34,6 @@ from unittest import mock
 import uvicorn
 from uvicorn.supervisors import multiprocess as uvicorn_workers
 
-from modelops.registry import bundle
 from modelops.serve import logs, workers
 from modelops.serve.config import ServeConfig
 from modelops.serve.observe import RequestObserver
@@ -129,7 +128,11 @@ def serve_workers(bundle_dir: Path, config: ServeConfig) -> int:
     """`config.workers` worker processes behind uvicorn's supervisor, on one socket; 0 when every
     worker stopped cleanly. A worker that dies is replaced by the supervisor; its prediction-log
     segment is finished by the next worker that looks (the lock went with the process)."""
-    bundle.verify(bundle_dir, config.bundle_sha256 or "")  # refuse at once, not in every worker
+    from modelops.serve.app import roster
+
+    roster(
+        bundle_dir, config
+    )  # every model verified and compatible: refuse at once, not per worker
     shared = Path(tempfile.mkdtemp(prefix="modelops-workers-"))
     os.environ.update(workers.environment(bundle_dir, config, shared))
     uv = _uvicorn_config("modelops.serve.workers:app", config, factory=True, workers=config.workers)

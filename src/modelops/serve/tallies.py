@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,16 @@ class _Histogram:
         return counts, total
 
 
+@dataclass
+class _ShadowTally:
+    """One shadow's rows scored, labels agreeing with the answer, binned mean |Δp| and its sum."""
+
+    diffs: list[int]
+    rows: int = 0
+    agreed: int = 0
+    total: float = 0.0
+
+
 class Tallies:
     """Request counts, latencies, sizes and answers since the last `apply`."""
 
@@ -63,7 +74,8 @@ class Tallies:
         self._index = {c: i for i, c in enumerate(classes)}
         self._scored = [(self._index[c], str(c)) for c in scored]
         self._bounds = np.array(PROBABILITY_BUCKETS, dtype=np.float64)
-        self._answers: list[tuple[Sequence[Any], FloatArray]] = []
+        self._answers: list[tuple[str, Sequence[Any], FloatArray]] = []
+        self._shadow: dict[str, _ShadowTally] = {}
 
     # ----------------------------------------------------------------------- per request
 
@@ -77,9 +89,20 @@ class Tallies:
     def instances(self, n: int) -> None:
         self._instances.observe(n)
 
-    def observe(self, answered: Answered) -> None:
-        """An answered batch, for the label counts and the predicted-probability histogram."""
-        self._answers.append((answered.labels, answered.proba))
+    def observe(self, version: str, answered: Answered) -> None:
+        """A batch answered by model `version`, for the label counts and the predicted-probability
+        histogram."""
+        self._answers.append((version, answered.labels, answered.proba))
+
+    def shadow(self, version: str, rows: int, agreed: int, diffs: list[int], total: float) -> None:
+        """What a shadow's batch added (handed over from the shadow thread, on the event loop)."""
+        tally = self._shadow.get(version)
+        if tally is None:
+            tally = self._shadow[version] = _ShadowTally([0] * len(diffs))
+        tally.rows += rows
+        tally.agreed += agreed
+        tally.diffs = [a + b for a, b in zip(tally.diffs, diffs, strict=True)]
+        tally.total += total
 
     # ----------------------------------------------------------------------- in bulk
 
@@ -97,8 +120,19 @@ class Tallies:
 
     def _apply_answers(self) -> None:
         answers, self._answers = self._answers, []
-        if not answers:
-            return
+        by_version: dict[str, list[tuple[Sequence[Any], FloatArray]]] = {}
+        for version, labels, proba in answers:
+            by_version.setdefault(version, []).append((labels, proba))
+        for version, batches in by_version.items():
+            self._apply_version(version, batches)
+        shadow, self._shadow = self._shadow, {}
+        m = self.metrics
+        for version, t in shadow.items():
+            m.shadow_rows.labels(version).inc(t.rows)
+            m.shadow_agreement.labels(version).inc(t.agreed)
+            add_observations(m.shadow_abs_diff.labels(version), t.diffs, t.total)
+
+    def _apply_version(self, version: str, answers: list[tuple[Sequence[Any], FloatArray]]) -> None:
         labels = [label for batch_labels, _ in answers for label in batch_labels]
         proba = np.concatenate([p for _, p in answers])
         index = np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
@@ -106,11 +140,13 @@ class Tallies:
             self._classes, np.bincount(index, minlength=len(self._classes)).tolist(), strict=True
         ):
             if n:
-                self.metrics.predictions.labels(str(cls)).inc(n)
+                self.metrics.predictions.labels(version, str(cls)).inc(n)
         for i, name in self._scored:
             p = proba[:, i]
             # Bucket i holds p <= bound i (Prometheus "le"); the last one is +Inf.
             counts = np.bincount(
                 np.searchsorted(self._bounds, p, side="left"), minlength=len(self._bounds) + 1
             )
-            add_observations(self.metrics.probability.labels(name), counts.tolist(), float(p.sum()))
+            add_observations(
+                self.metrics.probability.labels(version, name), counts.tolist(), float(p.sum())
+            )

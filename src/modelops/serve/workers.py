@@ -7,9 +7,12 @@ What must be one answer for the whole server is shared through a directory the s
 
 - Prometheus metrics: prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`); every
   worker's counters and histograms are summed at scrape, whichever worker answers it.
-- Live drift: each worker publishes its window's bin counts there once a second (`SharedCounts`);
-  a snapshot (`GET /v1/drift`, the drift gauges) adds every live worker's counts, which is sound
-  because bin counts add: the report is over the last `drift.window` rows of each worker.
+- Live drift: each worker publishes each model's window's bin counts there once a second
+  (`SharedCounts`); a snapshot (`GET /v1/drift`, the drift gauges) adds every live worker's counts,
+  which is sound because bin counts add: the report is over the last `drift.window` rows of each
+  worker.
+- Canary shares: a change (PUT /admin/canary to any worker) is written there, and every worker
+  reads it at its next tick (serve/routing.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from modelops.types import IntArray
 
 BUNDLE_ENV = "MODELOPS_SERVE_WORKER_BUNDLE"  # the bundle directory, for the workers' app factory
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
-_DRIFT = re.compile(r"^drift-(\d+)\.npz$")
+_DRIFT = re.compile(r"^drift-(\d+)-(\d+)\.npz$")  # drift-<model index>-<pid>.npz
 
 
 def environment(bundle_dir: Path, config: ServeConfig, shared: Path) -> dict[str, str]:
@@ -36,7 +39,9 @@ def environment(bundle_dir: Path, config: ServeConfig, shared: Path) -> dict[str
     env = {BUNDLE_ENV: str(bundle_dir), MULTIPROC_ENV: str(shared)}
     for name in config.__struct_fields__:
         value = getattr(config, name)
-        if value is not None:
+        if isinstance(value, tuple):
+            env[env_name(name)] = ",".join(value)  # sources hold no commas (serve/sources.py)
+        elif value is not None:
             env[env_name(name)] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
@@ -96,12 +101,13 @@ def _alive(pid: int) -> bool:
 
 
 class SharedCounts:
-    """This worker's live-drift window counts, published to the shared directory; the sum over
-    every live worker's."""
+    """This worker's live-drift window counts of one model (the `model`-th the server serves),
+    published to the shared directory; the sum over every live worker's."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, model: int = 0) -> None:
         self.directory = directory
-        self.path = directory / f"drift-{os.getpid()}.npz"
+        self.model = model
+        self.path = directory / f"drift-{model}-{os.getpid()}.npz"
 
     def publish(self, counts: IntArray, rows: int) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -113,9 +119,9 @@ class SharedCounts:
         """`counts` and `rows` (this worker's, current) plus every other live worker's last ones,
         and how many workers that is."""
         total, n, workers = counts.copy(), rows, 1
-        for path in self.directory.glob("drift-*.npz"):
+        for path in self.directory.glob(f"drift-{self.model}-*.npz"):
             m = _DRIFT.match(path.name)
-            if path == self.path or m is None or not _alive(int(m[1])):
+            if path == self.path or m is None or not _alive(int(m[2])):
                 continue
             try:
                 with np.load(path) as published:
