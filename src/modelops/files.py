@@ -126,7 +126,7 @@ class Outputs:
         for target in self.targets:
             os.rename(self._staged(target), target)
         for parent in dict.fromkeys(t.parent for t in self.targets):
-            _fsync(parent)
+            fsync_path(parent)
         for target in self.targets:  # what killed runs left
             for stale in target.parent.glob(f".{glob.escape(target.name)}.~*.tmp"):
                 if stale != self._staging[target]:
@@ -148,7 +148,8 @@ def outputs(*targets: Path | str) -> Iterator[Outputs]:
         staged.discard()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory (its entries: names created, renamed or removed) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -161,10 +162,10 @@ def _fsync_tree(path: Path) -> None:
     if path.is_dir():
         for root, _, names in os.walk(path):
             for name in names:
-                _fsync(Path(root) / name)
-            _fsync(Path(root))
+                fsync_path(Path(root) / name)
+            fsync_path(Path(root))
     else:
-        _fsync(path)
+        fsync_path(path)
 
 
 def write_bytes(target: Path | str, data: bytes) -> None:

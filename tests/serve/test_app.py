@@ -290,6 +290,7 @@ def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> No
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
         "/v1/predict",
+        "/v1/feedback",
         "/v1/model",
         "/v1/drift",
         "/health/live",
@@ -320,6 +321,12 @@ def test_schema_is_served_and_matches_the_decoder(client: TestClient[Any]) -> No
     instance = schemas["Instance"]
     assert instance["additionalProperties"] is False
     assert instance["properties"]["tenure_months"]["minimum"] == 0
+    # The instance id: optional, beside the features, bounded.
+    assert "id" not in instance["required"] and instance["properties"]["id"]["anyOf"][0] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+    }
 
 
 # --------------------------------------------------------------------------- prediction log

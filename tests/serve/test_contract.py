@@ -35,10 +35,33 @@ GOOD: dict[str, Any] = {
 
 def decode(contract: Contract, body: Any) -> list[tuple[Any, ...]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    instances, rows = contract.decode(raw)
-    # The Structs encode back to what was sent: the prediction log writes them as `inputs`.
-    assert [json.loads(msgspec.json.encode(i)) for i in instances] == json.loads(raw)["instances"]
+    instances, rows, ids = contract.decode(raw)
+    # The Structs encode back to the features sent: the prediction log writes them as `inputs`.
+    sent = json.loads(raw)["instances"]
+    assert [json.loads(msgspec.json.encode(i)) for i in instances] == [
+        {k: v for k, v in x.items() if k != "id"} for x in sent
+    ]
+    assert ids is None or ids == [x.get("id") for x in sent]
     return rows
+
+
+def test_an_instance_id_is_kept_apart_from_the_row(contract: Contract) -> None:
+    body = {"instances": [{**GOOD, "id": "a-1"}, GOOD, {"id": "a-3", **GOOD}]}
+    decoded = contract.decode(json.dumps(body).encode())
+    assert decoded.ids == ["a-1", None, "a-3"]
+    assert decoded.rows == [(12.0, 70.5, "monthly", "north", 0.5)] * 3
+    assert contract.decode(json.dumps({"instances": [GOOD]}).encode()).ids is None
+
+
+def test_a_feature_named_id_is_a_feature_and_no_instance_id_is_taken() -> None:
+    schema = FeatureSchema(
+        features=[NumericFeature("id", "float", False), NumericFeature("x", "float", False)],
+        target=Target("y", [0, 1], 1),
+    )
+    contract = Contract(schema, 10)
+    assert not contract.takes_ids
+    decoded = contract.decode(b'{"instances": [{"id": 4.5, "x": 1}]}')
+    assert decoded.rows == [(4.5, 1.0)] and decoded.ids is None
 
 
 def problems(contract: Contract, body: Any) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelops.logline import PREDICTION_PREFIX
 from modelops.serve import segments
 from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
 
@@ -227,7 +228,8 @@ def test_a_live_writers_segment_is_never_touched_however_old(tmp_path: Path) -> 
     finally:
         live.kill()
         live.communicate()
-    [(final, rows, dropped)] = segments.recover(tmp_path)  # the writer is gone now
+    # The writer is gone now.
+    [(final, rows, dropped)] = segments.recover(tmp_path, PREDICTION_PREFIX)
     assert (final.name, rows, dropped) == (held.name.removesuffix(".open"), 300, 0)
 
 
@@ -240,7 +242,7 @@ def test_a_torn_last_line_is_cut_and_a_segment_without_a_whole_line_removed(
     empty.write_bytes(b'{"a": ')
     foreign = tmp_path / "notes.jsonl.open"
     foreign.write_bytes(b"x")
-    [(final, rows, dropped)] = segments.recover(tmp_path)
+    [(final, rows, dropped)] = segments.recover(tmp_path, PREDICTION_PREFIX)
     assert final.read_bytes() == b'{"a": 1}\n{"a": 2}\n' and (rows, dropped) == (2, 4)
     assert not empty.exists() and foreign.exists()
 

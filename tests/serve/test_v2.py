@@ -263,6 +263,42 @@ def test_a_version_path_is_answered_and_logged_by_that_version(
     assert [x["output"]["label"] for x in routed_lines] == routed.json()["outputs"][1]["data"]
 
 
+def test_instance_ids_travel_as_an_id_tensor_logged_and_never_scored(
+    server: Server, client: triton.InferenceServerClient, trained: Trained
+) -> None:
+    rows = complete_rows(trained, 6)
+    metadata = client.get_model_metadata("churn")
+    assert metadata["parameters"]["instance_id_input"] == "id"
+    assert "id" not in {t["name"] for t in metadata["inputs"]}  # optional: not a feature
+    ids = triton.InferInput("id", [6], "BYTES")
+    ids.set_data_from_numpy(np.array([f"acct-{i}" for i in range(6)], dtype=object), False)
+    with_ids = client.infer(
+        "churn", [*tensors(rows, metadata), ids], headers={"X-Request-ID": "v2-ids"}
+    )
+    without = client.infer("churn", tensors(rows, metadata), headers={"X-Request-ID": "v2-no-ids"})
+    np.testing.assert_array_equal(
+        with_ids.as_numpy("probabilities"), without.as_numpy("probabilities")
+    )
+    lines = logged_lines(server.log_dir, {"v2-ids", "v2-no-ids"})
+    assert [x.get("id") for x in lines if x["request_id"] == "v2-ids"] == [
+        f"acct-{i}" for i in range(6)
+    ]
+    assert all("id" not in x for x in lines if x["request_id"] == "v2-no-ids")
+    assert all("id" not in x["inputs"] for x in lines)
+
+    bad = {
+        "inputs": [
+            *raw_tensors(rows[:2], metadata),
+            {"name": "id", "shape": [3], "datatype": "INT64", "data": [1, "", None]},
+        ]
+    }
+    refused = httpx.post(f"{server.url}/v2/models/churn/infer", json=bad, timeout=30)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert "input 'id': datatype must be BYTES (instance ids)" in error
+    assert "input 'id' element 0" in error and "input 'id' element 1" in error
+
+
 def logged_lines(log_dir: Path, ids: set[str]) -> list[dict[str, Any]]:
     """Lines of the still-open segment too: a row is in the log before its answer is sent."""
     lines = []
@@ -283,6 +319,6 @@ def test_the_v2_routes_are_in_the_openapi_document(server: Server) -> None:
     tensor = request["properties"]["inputs"]["items"]
     assert tensor["discriminator"]["propertyName"] == "name"
     names = [t["name"] for t in httpx.get(f"{server.url}/v2/models/churn").json()["inputs"]]
-    assert set(tensor["discriminator"]["mapping"]) == set(names)
+    assert set(tensor["discriminator"]["mapping"]) == {*names, "id"}  # "id": the instance ids
     [name] = [p for p in infer["parameters"] if p["name"] == "name"]
     assert name["schema"]["enum"] == ["churn"]

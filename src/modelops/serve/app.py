@@ -27,16 +27,16 @@ from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ServiceUnavailableException
 
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
-from modelops.logline import CANARY, PRIMARY, SHADOW
+from modelops.logline import CANARY, FEEDBACK_PREFIX, PRIMARY, SHADOW, FeedbackLine, Outcome
 from modelops.serve import logs, openapi, routes, routes_admin, routes_v2, sources, v2, workers
 from modelops.serve.config import ServeConfig
-from modelops.serve.contract import Contract, Decoded, Health
+from modelops.serve.contract import Contract, Decoded, FeedbackReceipt, Health
 from modelops.serve.livedrift import DriftGauges
 from modelops.serve.metrics import ServeMetrics
 from modelops.serve.models import ServedModel, check_roster
 from modelops.serve.observe import RequestObserver
 from modelops.serve.predictor import Arrival, Batcher, model_thread
-from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog
+from modelops.serve.predlog import Answered, Hooks, LogUnavailable, PredictionLog, SegmentLog
 from modelops.serve.routing import CanaryRouter
 from modelops.serve.shadow import ShadowScorer
 from modelops.serve.tallies import Tallies
@@ -113,6 +113,8 @@ class Service:
                 on_change=self._shares_changed,
             )
         self.log: PredictionLog | None = None
+        self.feedback_log: SegmentLog | None = None
+        self._feedback_encoder = msgspec.json.Encoder()
         self.shadow: ShadowScorer | None = None
         self.loaded = False  # every model loaded and verified (asked on every request)
 
@@ -138,6 +140,20 @@ class Service:
                 write_seconds=m.log_write_seconds.observe,
             ),
         )
+        self.feedback_log = SegmentLog(
+            self.config.log_dir,
+            self.config.log_rotate_rows,
+            self.config.log_rotate_bytes,
+            self.config.log_rotate_seconds,
+            self.config.log_fsync_seconds,
+            Hooks(
+                rows=m.feedback_outcomes.inc,
+                error=m.feedback_log_errors.inc,
+                writable=lambda ok: m.feedback_log_writable.set(1 if ok else 0),
+            ),
+            prefix=FEEDBACK_PREFIX,
+            what="feedback log",
+        )
         for model in self.models:
             if model.live_drift is not None:
                 model.live_drift.start()
@@ -161,8 +177,9 @@ class Service:
         if self.shadow is not None:
             await self.shadow.stop()
         executor.shutdown(wait=True)
-        assert self.log is not None
+        assert self.log is not None and self.feedback_log is not None
         await self.log.close()
+        await self.feedback_log.close()
         for model in self.models:
             if model.live_drift is not None:
                 model.live_drift.stop()
@@ -180,8 +197,10 @@ class Service:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            if self.log is not None:
-                self.log.tick(time.time())
+            now = time.time()
+            for segment_log in (self.log, self.feedback_log):
+                if segment_log is not None:
+                    segment_log.tick(now)
             if self.router is not None:
                 self.router.sync()
             self.tallies.apply()
@@ -302,7 +321,7 @@ class Service:
         batcher, loaded, prediction_log = model.batcher, model.model, self.log
         if batcher is None or loaded is None or prediction_log is None:
             raise ServiceUnavailableException(detail=self.not_ready())
-        instances, rows = decoded
+        instances, rows, ids = decoded
         state["instances"] = len(rows)
         self.tallies.instances(len(rows))
         unseen = self.contract.unseen_categories(rows)
@@ -314,7 +333,9 @@ class Service:
         labels = model.decision.labels(proba, loaded.classes)
         request_id = state["request_id"]
         predictions = self.contract.predictions(labels, proba.tolist())
-        answered = Answered(time.time(), request_id, rows, proba, labels, instances, predictions)
+        answered = Answered(
+            time.time(), request_id, rows, proba, labels, instances, predictions, ids
+        )
         try:
             await prediction_log.append(answered, model.logged, model.role)
         except LogUnavailable as exc:
@@ -326,6 +347,29 @@ class Service:
         if self.shadow is not None:
             self.shadow.enqueue(answered)
         return answered
+
+    def decode_feedback(self, body: bytes) -> list[Outcome]:
+        """A feedback body checked against the model's classes; a violation is counted by field."""
+        try:
+            return self.contract.decode_feedback(body)
+        except DataValidationError as exc:
+            self.metrics.observe_invalid(exc.issues)
+            raise
+
+    async def feedback(self, outcomes: list[Outcome], request_id: str) -> FeedbackReceipt:
+        """Outcomes into the feedback log; the answer goes out only once they are written."""
+        feedback_log = self.feedback_log
+        if feedback_log is None:
+            raise ServiceUnavailableException(detail="the feedback log is not open yet")
+        now = time.time()
+        lines = [FeedbackLine.of(outcome, now, request_id) for outcome in outcomes]
+        try:
+            await feedback_log.append_encoded(
+                self._feedback_encoder.encode_lines(lines), len(lines)
+            )
+        except LogUnavailable as exc:
+            raise ServiceUnavailableException(detail=str(exc)) from None
+        return FeedbackReceipt(len(lines), request_id)
 
 
 def _require_finite(proba: FloatArray) -> None:

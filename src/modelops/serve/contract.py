@@ -4,8 +4,12 @@ OpenAPI document describes (serve/openapi.py), so the document and the validatio
 
 An instance is an object with exactly the schema's features: numbers within the schema's limits
 (whole numbers for integer features), categories as text (only the known ones where the feature is
-strict), null only where the feature is nullable. A bad request becomes a DataValidationError that
-lists every problem by JSON path and never repeats the value that was sent.
+strict), null only where the feature is nullable. Beside them it may carry an `"id"` (text, 1 to 256
+characters): the instance's own identifier, which the prediction log keeps so that an outcome
+reported later (`POST /v1/feedback`) can be joined back to this answer. The id is never a feature and
+never reaches the model; a schema with a feature named `id` takes no instance ids. A feedback request
+carries outcomes, each with one of the model's classes as its label. A bad request becomes a
+DataValidationError that lists every problem by JSON path and never repeats the value that was sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from modelops.card import Provenance
 from modelops.drift.report import DriftReport
 from modelops.errors import DataIssue, DataValidationError
 from modelops.evaluation import Decision
+from modelops.logline import InstanceId, Outcome
 from modelops.schema import CategoricalFeature, FeatureSchema, NumericFeature
 from modelops.types import Row
 
@@ -27,6 +32,7 @@ SOURCE = "request body"
 MAX_CATEGORY_CHARS = 200  # a category is a label, not a document; bounds logs and memory
 MAX_ISSUES = 50  # a request with thousands of bad rows gets the first fifty problems
 MAX_KEY_CHARS = 64  # unknown keys are named in paths, shortened
+ID = "id"  # an instance's identifier beside its features, when no feature has that name
 # A number the schema leaves unbounded must still be below 2**53 in magnitude: every integer up to
 # there is exact in float64, so "exclusive of 2**53" means the same to a JSON Schema validator and
 # to the decoder (a bound like 1.8e308 is not: the integer just past it rounds onto it).
@@ -86,11 +92,20 @@ class ModelDescription(Provenance, frozen=True):
 
 
 class Decoded(NamedTuple):
-    """A valid predict request: its instances (Structs that encode back to the same JSON objects,
-    as the prediction log writes them) and their rows in schema order (None for missing)."""
+    """A valid predict request: its instances (Structs that encode to the instances' features, as
+    the prediction log writes them), their rows in schema order (None for missing), and their ids
+    (None when the request gave none, or an id per instance, None for one without)."""
 
     instances: list[msgspec.Struct]
     rows: list[Row]
+    ids: list[str | None] | None = None
+
+
+class FeedbackReceipt(msgspec.Struct, frozen=True):
+    """`POST /v1/feedback`'s answer: the outcomes are in the feedback log."""
+
+    accepted: int
+    request_id: str
 
 
 class Contract:
@@ -101,14 +116,18 @@ class Contract:
         self.names = schema.names
         self.max_instances = max_instances
         self._field_types = {f.name: _field_type(f) for f in schema.features}
+        self.takes_ids = ID not in self._field_types
         # Struct attributes are f0, f1, ...; `rename` gives them the features' names on the wire, so
-        # any feature name works, even one that is not a Python identifier.
+        # any feature name works, even one that is not a Python identifier. The instance id comes
+        # last, optional, and is left out when the instance is encoded without one.
+        ids: list[Any] = [("instance_id", _ID_TYPE, None)] if self.takes_ids else []
         self.instance_type: type[msgspec.Struct] = msgspec.defstruct(
             "Instance",
-            [(f"f{i}", self._field_types[name]) for i, name in enumerate(self.names)],
-            rename={f"f{i}": name for i, name in enumerate(self.names)},
+            [(f"f{i}", self._field_types[name]) for i, name in enumerate(self.names)] + ids,
+            rename={f"f{i}": name for i, name in enumerate(self.names)} | {"instance_id": ID},
             forbid_unknown_fields=True,
             frozen=True,
+            omit_defaults=True,
             gc=False,  # scalar fields only: no cycles, nothing for the collector to track
         )
         self.request_type: type[msgspec.Struct] = msgspec.defstruct(
@@ -160,6 +179,8 @@ class Contract:
             frozen=True,
         )
         self._astuple = msgspec.structs.astuple
+        self.feedback_type, self._label_type = _feedback_types(classes, max_instances)
+        self._feedback_decoder = msgspec.json.Decoder(self.feedback_type)
         # Lenient categorical features: their position and known categories, to count unseen ones.
         self._lenient = [
             (i, f.name, frozenset(f.categories))
@@ -186,7 +207,30 @@ class Contract:
             raise DataValidationError(SOURCE, [DataIssue("$", "nested too deeply", 0)]) from None
         instances: list[msgspec.Struct] = request.instances  # type: ignore[attr-defined]
         astuple = self._astuple
-        return Decoded(instances, [astuple(instance) for instance in instances])
+        if not self.takes_ids:
+            return Decoded(instances, [astuple(instance) for instance in instances])
+        values = [astuple(instance) for instance in instances]
+        rows = [v[:-1] for v in values]
+        ids = [v[-1] for v in values]
+        if not any(i is not None for i in ids):
+            return Decoded(instances, rows)
+        # The log's `inputs` are the features alone: the ids go into the lines' own field.
+        make = self.instance_type
+        return Decoded([make(*row) for row in rows], rows, ids)
+
+    def decode_feedback(self, body: bytes) -> list[Outcome]:
+        """The outcomes of a feedback request, each label one of the model's classes; or
+        DataValidationError listing every problem."""
+        try:
+            request = self._feedback_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise DataValidationError(SOURCE, self._explain_feedback(body, exc)) from None
+        except msgspec.DecodeError as exc:
+            raise DataValidationError(SOURCE, [DataIssue("$", malformed(body, exc), 0)]) from None
+        except (UnicodeDecodeError, RecursionError):
+            raise DataValidationError(SOURCE, [DataIssue("$", "not valid JSON text", 0)]) from None
+        outcomes: list[Outcome] = request.outcomes  # type: ignore[attr-defined]
+        return outcomes
 
     def predictions(
         self, labels: Sequence[Any], proba: Sequence[Sequence[float]]
@@ -214,53 +258,123 @@ class Contract:
         The typed decoder failed; decode the JSON untyped and check each instance's fields one by
         one. Should that find nothing (the two disagree on some corner), report the decoder's error.
         """
+        optional = {ID: _ID_TYPE} if self.takes_ids else {}
+        return self._explain_items(body, first, "instances", self._field_types, optional)
+
+    def _explain_feedback(self, body: bytes, first: msgspec.ValidationError) -> list[DataIssue]:
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(Outcome)}
+        classes = ", ".join(json_text(c) for c in self.schema.target.classes)
+        return self._explain_items(
+            body,
+            first,
+            "outcomes",
+            fields | {"label": self._label_type},
+            messages={
+                "label": f"not one of the model's classes ({classes})",
+                "observed_at": "not an ISO-8601 time with a timezone (e.g. 2026-11-01T09:30:00Z)",
+            },
+        )
+
+    def _explain_items(
+        self,
+        body: bytes,
+        first: msgspec.ValidationError,
+        key: str,
+        required: dict[str, Any],
+        optional: dict[str, Any] | None = None,
+        messages: dict[str, str] | None = None,
+    ) -> list[DataIssue]:
+        """Every problem in a request of one list of objects, `key`, not just the first one
+        msgspec stops at: the typed decoder failed, so decode the JSON untyped and check each
+        object's fields one by one. Should that find nothing (the two disagree on some corner),
+        report the decoder's error. `messages` replaces what msgspec says of a field's bad value."""
         issues: list[DataIssue] = []
         try:
             raw = msgspec.json.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             raw = None  # the decoder's own message will have to do
         if isinstance(raw, dict):
-            for key in raw:
-                if key != "instances":
-                    issues.append(DataIssue(_path("$", key), "unknown field", 0))
-            instances = raw.get("instances")
-            if "instances" not in raw:
-                issues.append(DataIssue("$.instances", "required field missing", 0))
-            elif not isinstance(instances, list):
-                issues.append(DataIssue("$.instances", _expected("array", instances), 0))
-            elif not 1 <= len(instances) <= self.max_instances:
-                issues.append(
-                    DataIssue(
-                        "$.instances",
-                        f"has {len(instances)} instances; send 1 to {self.max_instances}",
-                        0,
-                    )
-                )
+            issues += [DataIssue(_path("$", k), "unknown field", 0) for k in raw if k != key]
+            items, where = raw.get(key), f"$.{key}"
+            if key not in raw:
+                issues.append(DataIssue(where, "required field missing", 0))
+            elif not isinstance(items, list):
+                issues.append(DataIssue(where, _expected("array", items), 0))
+            elif not 1 <= len(items) <= self.max_instances:
+                text = f"has {len(items)} {key}; send 1 to {self.max_instances}"
+                issues.append(DataIssue(where, text, 0))
             else:
-                for i, instance in enumerate(instances):
-                    self._explain_instance(f"$.instances[{i}]", instance, issues)
+                fields = required | (optional or {})
+                for i, item in enumerate(items):
+                    _explain_object(f"{where}[{i}]", item, fields, set(required), issues, messages)
                     if len(issues) >= MAX_ISSUES:
                         break
         if not issues:
             issues.append(_issue_from(first))
         return issues[:MAX_ISSUES]
 
-    def _explain_instance(self, where: str, instance: Any, issues: list[DataIssue]) -> None:
-        if not isinstance(instance, dict):
-            issues.append(DataIssue(where, _expected("object", instance), 0))
-            return
-        for key in instance:
-            if key not in self._field_types:
-                issues.append(DataIssue(_path(where, key), "unknown field", 0))
-        for name, typ in self._field_types.items():
-            path = _path(where, name)
-            if name not in instance:
+
+_ID_TYPE = InstanceId | None
+
+
+def _explain_object(
+    where: str,
+    item: Any,
+    fields: dict[str, Any],
+    required: set[str],
+    issues: list[DataIssue],
+    messages: dict[str, str] | None = None,
+) -> None:
+    """Each problem of one object of a request: not an object, unknown and missing fields, and
+    every value its field's type refuses."""
+    if not isinstance(item, dict):
+        issues.append(DataIssue(where, _expected("object", item), 0))
+        return
+    issues += [
+        DataIssue(_path(where, key), "unknown field", 0) for key in item if key not in fields
+    ]
+    for name, typ in fields.items():
+        path = _path(where, name)
+        if name not in item:
+            if name in required:
                 issues.append(DataIssue(path, "required field missing", 0))
-                continue
-            try:
-                msgspec.convert(instance[name], typ)
-            except msgspec.ValidationError as exc:
-                issues.append(DataIssue(path, plain(str(exc)), 0))
+            continue
+        try:
+            msgspec.convert(item[name], typ)
+        except msgspec.ValidationError as exc:
+            message = (messages or {}).get(name) or plain(str(exc))
+            issues.append(DataIssue(path, message, 0))
+
+
+def _feedback_types(classes: Sequence[Any], most: int) -> tuple[type[msgspec.Struct], Any]:
+    """The feedback request of a model's classes, and the type of its outcomes' labels."""
+    shown = ", ".join(json_text(c) for c in classes)
+    label: Any = Annotated[Literal[tuple(classes)], msgspec.Meta(description=f"a class: {shown}")]
+    # An Outcome whose label can only be one of the classes (the OpenAPI document lists them).
+    outcome = msgspec.defstruct("Outcome", [("label", label)], bases=(Outcome,))
+    request = msgspec.defstruct(
+        "FeedbackRequest",
+        [
+            (
+                "outcomes",
+                Annotated[
+                    list[outcome],  # type: ignore[valid-type]
+                    msgspec.Meta(
+                        min_length=1,
+                        max_length=most,
+                        description=f"1 to {most} outcomes of answered instances, by their id",
+                    ),
+                ],
+            )
+        ],
+        forbid_unknown_fields=True,
+        frozen=True,
+    )
+    return request, label
+
+
+def json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _field_type(f: NumericFeature | CategoricalFeature) -> Any:

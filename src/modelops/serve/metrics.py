@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from modelops.errors import DataIssue
+from modelops.serve.contract import ID
 
 # Litestar appends "; charset=utf-8" to text/* media types itself.
 MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
@@ -168,6 +169,22 @@ class ServeMetrics:
             buckets=(0.00001, 0.0001, *LATENCY_BUCKETS),
             registry=r,
         )
+        self.feedback_outcomes = Counter(
+            "modelops_feedback_outcomes",
+            "Outcomes written to the feedback log (POST /v1/feedback)",
+            registry=r,
+        )
+        self.feedback_log_errors = Counter(
+            "modelops_feedback_log_errors",
+            "Failures writing the feedback log or finishing its segments",
+            registry=r,
+        )
+        self.feedback_log_writable = Gauge(
+            "modelops_feedback_log_writable",
+            "1 while the feedback log takes outcomes; 0 while it cannot, and feedback gets 503",
+            multiprocess_mode="livemin",
+            registry=r,
+        )
         self.canary_share = Gauge(
             "modelops_canary_share_percent",
             "Percent of the traffic each canary answers (PUT /admin/canary changes it)",
@@ -242,13 +259,19 @@ class ServeMetrics:
             return "instances"
         if path in self._features:  # the Open Inference Protocol names the input
             return path
+        if path == ID:  # ... and the instance ids' input
+            return "(instance id)"
+        if path.startswith("$.outcomes"):
+            return "(feedback)"
         m = _INSTANCE_FIELD.match(path)
         if m is None:
             return "(unknown field)"
         key = m.group("key")
         if key is None:
             return "(instance)"
-        return key if key in self._features else "(unknown field)"
+        if key in self._features:
+            return key
+        return "(instance id)" if key == ID else "(unknown field)"
 
     def set_inference_path(self, version: str, path: str, reason: str) -> None:
         self.inference_path.labels(version, path, reason).set(1)

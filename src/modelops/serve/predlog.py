@@ -17,7 +17,9 @@ segment is finished. A power loss or kernel crash can lose up to that interval's
 bench/serve.py measures what each policy costs.
 
 Segment files, their locks and their recovery are `serve/segments.py`; one line per answered row,
-as `modelops.logline.LogLine` defines it.
+as `modelops.logline.LogLine` defines it. The feedback log (`POST /v1/feedback`'s outcomes, one
+`modelops.logline.FeedbackLine` each) is the same `SegmentLog` with its own kind of segment, under
+the same rules.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from modelops.logline import PRIMARY, LoggedModel, LogLine
+from modelops.logline import PREDICTION_PREFIX, PRIMARY, LoggedModel, LogLine
 from modelops.serve import logs, segments
 
 RECOVERY_SECONDS = 60.0  # how often a running log looks for segments whose writer is gone
@@ -55,10 +57,11 @@ class Answered(NamedTuple):
     labels: list[Any]
     instances: Sequence[Any]  # each encodes to the row's `inputs` object (the request's Structs)
     predictions: Sequence[Any]  # each encodes to the row's `output` object (the response's)
+    ids: Sequence[str | None] | None = None  # the instances' ids, when the request gave any
 
 
 class LogUnavailable(Exception):
-    """The prediction log cannot take rows now; the message says why."""
+    """A log cannot take lines now; the message says why."""
 
 
 def iso_utc(timestamp: float) -> str:
@@ -89,10 +92,18 @@ def encode(
     timestamp, request_id = iso_utc(answered.timestamp), answered.request_id
     # The request's own Structs and the response's predictions encode straight to the line's
     # `inputs` and `output`: no per-row dicts to build.
-    lines = [
-        LogLine(timestamp, request_id, model, inputs, output, role)
-        for inputs, output in zip(answered.instances, answered.predictions, strict=True)
-    ]
+    if answered.ids is None:
+        lines = [
+            LogLine(timestamp, request_id, model, inputs, output, None, role)
+            for inputs, output in zip(answered.instances, answered.predictions, strict=True)
+        ]
+    else:
+        lines = [
+            LogLine(timestamp, request_id, model, inputs, output, id, role)
+            for inputs, output, id in zip(
+                answered.instances, answered.predictions, answered.ids, strict=True
+            )
+        ]
     return encoder.encode_lines(lines)
 
 
@@ -113,28 +124,29 @@ class _Pending(NamedTuple):
     done: asyncio.Future[None]
 
 
-class PredictionLog:
-    """The live segment, written from the event loop; fsync, finishing and recovery on one worker
-    thread, in the order they were asked for."""
+class SegmentLog:
+    """A log of JSON lines in segments of one kind (`prefix`): the live segment, written from the
+    event loop; fsync, finishing and recovery on one worker thread, in the order they were asked
+    for. `what` names the log in messages."""
 
     def __init__(
         self,
         directory: Path | str,
-        model: Mapping[str, str],
         rotate_rows: int,
         rotate_bytes: int,
         rotate_seconds: float,
         fsync_seconds: float = 1.0,
         hooks: Hooks | None = None,
+        prefix: str = PREDICTION_PREFIX,
+        what: str = "prediction log",
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._model = LoggedModel(**model)
+        self.prefix, self.what = prefix, what
         self._rotate_rows, self._rotate_bytes = rotate_rows, rotate_bytes
         self._rotate_seconds, self._fsync_seconds = rotate_seconds, fsync_seconds
         self._hooks = hooks or Hooks()
-        self._encoder = msgspec.json.Encoder()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=what.replace(" ", "-"))
         self._pending: list[_Pending] = []
         self._draining: asyncio.Task[None] | None = None
         self._fd: int | None = None
@@ -147,19 +159,8 @@ class PredictionLog:
         self._probing = False
         self.rows_written = 0
         self.closed = False
-        self._report_recovered(segments.recover(self.directory))
+        self._report_recovered(segments.recover(self.directory, prefix))
         self._hooks.writable(True)
-
-    # ----------------------------------------------------------------------- the request path
-
-    async def append(
-        self, answered: Answered, model: LoggedModel | None = None, role: str = PRIMARY
-    ) -> None:
-        """Return once the answered rows are written; LogUnavailable if they cannot be."""
-        if self.unavailable is not None:
-            raise LogUnavailable(self.unavailable)
-        data = encode(self._encoder, answered, model or self._model, role)
-        await self.append_encoded(data, len(answered.rows))
 
     def append_encoded(self, data: bytes, rows: int) -> asyncio.Future[None]:
         """Lines encoded already (by `encode`, on any thread) go into the next group write; the future
@@ -213,18 +214,18 @@ class PredictionLog:
         return True
 
     def _open(self, now: float) -> int:
-        self._fd, self._path, self._seq = segments.create(self.directory, now, self._seq)
+        self._fd, self._path, self._seq = segments.create(
+            self.directory, self.prefix, now, self._seq
+        )
         self._opened = self._synced = now
         self._rows = self._bytes = 0
         return self._fd
 
     def _fail(self, exc: BaseException, keep: int) -> None:
         if self.unavailable is None:
-            self.unavailable = f"prediction log cannot be written: {exc}"
+            self.unavailable = f"{self.what} cannot be written: {exc}"
             self._hooks.writable(False)
-            logs.event(
-                log, logging.ERROR, "prediction log unwritable; answering 503", error=str(exc)
-            )
+            logs.event(log, logging.ERROR, f"{self.what} unwritable; answering 503", error=str(exc))
         self._hooks.error()
         fd, path = self._fd, self._path
         self._fd = self._path = None
@@ -248,7 +249,7 @@ class PredictionLog:
             self._submit(os.fsync, self._fd)
         if now - self._recovered >= RECOVERY_SECONDS:
             self._recovered = now
-            self._submit(segments.recover, self.directory).add_done_callback(
+            self._submit(segments.recover, self.directory, self.prefix).add_done_callback(
                 lambda f: self._report_recovered(f.result()) if not f.exception() else None
             )
         if self.unavailable is not None and not self._probing:
@@ -262,7 +263,7 @@ class PredictionLog:
         if probe.exception() is None and self.unavailable is not None:
             self.unavailable = None
             self._hooks.writable(True)
-            logs.event(log, logging.WARNING, "prediction log writable again; answering")
+            logs.event(log, logging.WARNING, f"{self.what} writable again; answering")
 
     def _finish(self) -> None:
         fd, path = self._fd, self._path
@@ -283,14 +284,14 @@ class PredictionLog:
         exc = done.exception()
         if exc is not None:
             self._hooks.error()
-            logs.event(log, logging.ERROR, "prediction log housekeeping failed", error=str(exc))
+            logs.event(log, logging.ERROR, f"{self.what} housekeeping failed", error=str(exc))
 
     def _report_recovered(self, recovered: list[tuple[Path, int, int]]) -> None:
         for final, rows, dropped in recovered:
             logs.event(
                 log,
                 logging.WARNING,
-                "recovered a prediction log segment left open by a stopped writer",
+                f"recovered a {self.what} segment left open by a stopped writer",
                 segment=str(final),
                 rows=rows,
                 dropped_bytes=dropped,
@@ -309,3 +310,31 @@ class PredictionLog:
         )
         await asyncio.to_thread(self._worker.shutdown, True)
         self.closed = finishing is None or finishing.exception() is None
+
+
+class PredictionLog(SegmentLog):
+    """The prediction log: one `LogLine` per answered row, of `model` unless the caller names
+    another (a canary's, a shadow's)."""
+
+    def __init__(
+        self,
+        directory: Path | str,
+        model: Mapping[str, str],
+        rotate_rows: int,
+        rotate_bytes: int,
+        rotate_seconds: float,
+        fsync_seconds: float = 1.0,
+        hooks: Hooks | None = None,
+    ) -> None:
+        super().__init__(directory, rotate_rows, rotate_bytes, rotate_seconds, fsync_seconds, hooks)
+        self._model = LoggedModel(**model)
+        self._encoder = msgspec.json.Encoder()
+
+    async def append(
+        self, answered: Answered, model: LoggedModel | None = None, role: str = PRIMARY
+    ) -> None:
+        """Return once the answered rows are written; LogUnavailable if they cannot be."""
+        if self.unavailable is not None:
+            raise LogUnavailable(self.unavailable)
+        data = encode(self._encoder, answered, model or self._model, role)
+        await self.append_encoded(data, len(answered.rows))

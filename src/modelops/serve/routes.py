@@ -31,12 +31,14 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.typing import FieldDefinition
 
 from modelops.errors import ArtifactIntegrityError, DataIssue, DataValidationError, ModelopsError
+from modelops.logline import Outcome
 from modelops.serve import logs
 from modelops.serve.config import ServeConfig
 from modelops.serve.contract import (
     Decoded,
     DriftSnapshot,
     ErrorResponse,
+    FeedbackReceipt,
     FieldError,
     Health,
     ModelDescription,
@@ -389,6 +391,30 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     async def predict(data: JSONBody[Decoded], request: Request[Any, Any, Any]) -> PredictResponse:
         return await service.predict(data, request.scope["state"])
 
+    async def json_only(request: Request[Any, Any, Any]) -> None:
+        require_json(request.headers.get("content-type"))
+
+    @post(
+        "/v1/feedback",
+        status_code=200,
+        dto=PredictBody.bound_to(service, service.contract.feedback_type, service.decode_feedback),
+        return_dto=None,
+        before_request=json_only,
+        operation_id="feedback",
+        summary="Report the outcomes of answered instances, by the ids they were sent with",
+        response_description="how many outcomes the feedback log took",
+        responses=error_responses(
+            (400, "the request breaks the contract (a label outside the classes, ...)"),
+            (413, "the body is larger than the configured limit"),
+            (415, "the body is not application/json"),
+            (503, "the feedback log cannot be written now"),
+        ),
+    )
+    async def feedback(
+        data: JSONBody[list[Outcome]], request: Request[Any, Any, Any]
+    ) -> FeedbackReceipt:
+        return await service.feedback(data, request.scope["state"]["request_id"])
+
     @get(
         "/v1/model",
         summary="The model card (the primary's, or the served version named)",
@@ -435,7 +461,7 @@ def handlers(service: Service) -> list[HTTPRouteHandler]:
     async def metrics() -> bytes:
         return service.exposition()
 
-    routes = [predict, model, drift, live, ready, metrics]
+    routes = [predict, feedback, model, drift, live, ready, metrics]
     if service.primary.live_drift is None:
         routes.remove(drift)
     return routes

@@ -1,8 +1,10 @@
-"""A log directory in; prediction-log segment files out: created and locked by their writer, finished
-(fsync, rename), cut back after a failed write, and recovered once their writer is gone.
+"""A log directory in; segment files out (the prediction log's and the feedback log's): created and
+locked by their writer, finished (fsync, rename), cut back after a failed write, and recovered once
+their writer is gone.
 
-A segment being written is `predictions-<UTC yyyymmddTHHMMSS>-<pid>-<seq>.jsonl.open`; finishing it
-renames it to `….jsonl`, which is all a reader takes. Its writer holds an exclusive `flock` on it
+A segment being written is `<prefix><UTC yyyymmddTHHMMSS>-<pid>-<seq>.jsonl.open` (`predictions-`
+or `feedback-`, as `modelops.logline` names the kinds); finishing it renames it to `….jsonl`, which
+is all a reader takes. Its writer holds an exclusive `flock` on it
 for as long as it writes, so ownership never depends on timing: a segment whose lock can be taken
 has no writer left (the process was killed, or the machine restarted), and any writer sharing the
 directory may finish it, cutting a torn last line. The lock is taken on a hidden name before the
@@ -20,11 +22,10 @@ import errno
 import fcntl
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
-from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX
-from modelops.logline import PREDICTION_PREFIX as PREFIX
+from modelops.files import fsync_path
+from modelops.logline import OPEN_SUFFIX, segment_name
 from modelops.serve import logs
 
 PROBE_BYTES = 1 << 16  # what a probe writes to learn that the directory takes data again
@@ -34,14 +35,14 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 log = logging.getLogger(logs.SERVER)
 
 
-def create(directory: Path, now: float, seq: int) -> tuple[int, Path, int]:
-    """A new locked segment: (fd, path, the sequence number used). Names never repeat: a restart in
-    the same second with the same pid (pid 1 in a container) takes the next free sequence number."""
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
+def create(directory: Path, prefix: str, now: float, seq: int) -> tuple[int, Path, int]:
+    """A new locked segment of the kind `prefix` names: (fd, path, the sequence number used). Names
+    never repeat: a restart in the same second with the same pid (pid 1 in a container) takes the
+    next free sequence number."""
     pid = os.getpid()
     while True:
         seq += 1
-        final = directory / f"{PREFIX}{stamp}-{pid}-{seq:06d}{SEGMENT_SUFFIX}"
+        final = directory / segment_name(prefix, now, pid, seq)
         path = final.with_name(final.name + OPEN_SUFFIX)
         if final.exists() or path.exists():
             continue
@@ -73,7 +74,7 @@ def finish(fd: int, path: Path) -> Path:
         os.fsync(fd)
         final = final_name(path)
         os.rename(path, final)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
         return final
     finally:
         os.close(fd)
@@ -97,10 +98,11 @@ def abandon(fd: int, path: Path, keep: int) -> Path | None:
         os.close(fd)
 
 
-def recover(directory: Path) -> list[tuple[Path, int, int]]:
-    """Finish every segment no writer holds: (final path, rows kept, torn bytes dropped) each."""
+def recover(directory: Path, prefix: str) -> list[tuple[Path, int, int]]:
+    """Finish every segment of the kind `prefix` names that no writer holds: (final path, rows
+    kept, torn bytes dropped) each."""
     recovered = []
-    for path in sorted(directory.glob(f"{PREFIX}*{SEGMENT_SUFFIX}{OPEN_SUFFIX}")):
+    for path in sorted(directory.glob(f"{prefix}*{OPEN_SUFFIX}")):
         try:
             done = _recover_one(path)
         except OSError as exc:
@@ -129,13 +131,13 @@ def _recover_one(path: Path) -> tuple[Path, int, int] | None:
         rows, dropped = _cut_torn_line(fd)
         if rows == 0:
             path.unlink()
-            fsync_dir(path.parent)
+            fsync_path(path.parent)
             return None
         final = final_name(path)
         if final.exists():
             raise FileExistsError(f"{final}: exists; {path.name} left as it is")
         os.rename(path, final)
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
         return final, rows, dropped
     finally:
         os.close(fd)
@@ -183,14 +185,6 @@ def probe(directory: Path) -> None:
 
 def final_name(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(OPEN_SUFFIX))
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _report(message: str, path: Path, exc: OSError) -> None:

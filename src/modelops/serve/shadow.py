@@ -167,6 +167,7 @@ class ShadowScorer:
                 labels[start:stop],
                 a.instances,
                 predictions[start:stop],
+                a.ids,  # the shadow's rows join their outcomes as the answer's do
             )
             data.append(encode(self._encoder, mine, model.logged, SHADOW))
             start = stop

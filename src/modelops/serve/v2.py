@@ -10,6 +10,11 @@ output tensors: `probabilities` (FP64, shape [n, k], row-major, the classes in t
 output's `classes` parameter and the model metadata list) and `label` (INT64 for integer classes,
 BYTES otherwise). Tensors travel as JSON; the binary tensor extension is refused with a message
 saying so. Errors are `{"error": "..."}`, naming the input and the element.
+
+Instance ids (what /v1 takes as an instance's `"id"`) travel as one more, optional input tensor
+named `id`: BYTES, shape [n], one text per instance (null for an instance without one). It is
+logged and never reaches the model; the model metadata names it in its parameters
+(`instance_id_input`). The request's own `id` is the protocol's request id, as before.
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args
 import msgspec
 
 from modelops.errors import DataIssue, DataValidationError
+from modelops.logline import InstanceId
 from modelops.schema import NumericFeature
-from modelops.serve.contract import MAX_ISSUES, MAX_KEY_CHARS, Contract, Decoded, malformed, plain
+from modelops.serve.contract import (
+    ID,
+    MAX_ISSUES,
+    MAX_KEY_CHARS,
+    Contract,
+    Decoded,
+    malformed,
+    plain,
+)
 
 NUMERIC = ("FP64", "FP32", "INT64", "INT32")
 WHOLE = ("INT64", "INT32")
@@ -139,6 +153,9 @@ class Protocol:
             for f in self.features
         }
         tensors = [self._tensor_type(i, f.name) for i, f in enumerate(self.features)]
+        if contract.takes_ids:
+            self._datatypes[ID] = Literal["BYTES"]
+            tensors.append(self._tensor_type(len(tensors), ID, InstanceId | None))
         tensor: Any = Union[tuple(tensors)] if len(tensors) > 1 else tensors[0]  # noqa: UP007
         self.request_type: type[msgspec.Struct] = msgspec.defstruct(
             "InferRequest",
@@ -163,16 +180,16 @@ class Protocol:
         )
         self._decoder = msgspec.json.Decoder(self.request_type)
 
-    def _tensor_type(self, i: int, name: str) -> type[msgspec.Struct]:
+    def _tensor_type(self, i: int, name: str, value: Any = None) -> type[msgspec.Struct]:
         """The input tensor of one feature: tagged by its name, its values of the type /v1 decodes
-        the feature's values to."""
+        the feature's values to (or of `value`: the instance ids' tensor)."""
         most = self.contract.max_instances
         count = Annotated[int, msgspec.Meta(ge=1, le=most)]
         shape: Any = Annotated[
             list[count],
             msgspec.Meta(min_length=1, max_length=1, description="[n]: one value per instance"),
         ]
-        value: Any = self.contract.field_type(name)
+        value = value or self.contract.field_type(name)
         data: Any = Annotated[list[value], msgspec.Meta(min_length=1, max_length=most)]
         fields: list[Any] = [
             ("shape", shape),
@@ -202,6 +219,8 @@ class Protocol:
             TensorMetadata("label", self.label_type, [-1]),
         ]
         parameters: Parameters = {"classes": self.class_order, "missing_value": "null"}
+        if self.contract.takes_ids:
+            parameters["instance_id_input"] = ID
         return ModelMetadata(self.name, versions, PLATFORM, inputs, outputs, parameters)
 
     # ----------------------------------------------------------------------- requests
@@ -259,7 +278,9 @@ class Protocol:
         rows = list(zip(*(columns[n] for n in self.names), strict=True))
         make = self.contract.instance_type
         outputs = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
-        return ValidInfer(Decoded([make(*row) for row in rows], rows), request.id, outputs)
+        ids = columns.get(ID) if self.contract.takes_ids else None
+        decoded = Decoded([make(*row) for row in rows], rows, ids)
+        return ValidInfer(decoded, request.id, outputs)
 
     def _explain(self, body: bytes, first: msgspec.ValidationError) -> list[DataIssue]:
         """Every problem, input by input and element by element; the decoder's own message should
@@ -285,7 +306,7 @@ class Protocol:
                     for n in self.names
                     if named.count(n) > 1
                 ]
-                if len(inputs) > len(self.names) and not issues:
+                if len(inputs) > len(self._datatypes) and not issues:
                     issues.append(_issue("$", f"{len(inputs)} inputs; send one per feature"))
             for key, kind in (
                 ("id", str | None),
@@ -311,7 +332,8 @@ class Protocol:
         if name not in self._datatypes:
             issues.append(
                 _issue(
-                    "$", f"unknown input '{_short(name)}'; the inputs are {', '.join(self.names)}"
+                    "$",
+                    f"unknown input '{_short(name)}'; the inputs are {', '.join(self._datatypes)}",
                 )
             )
             return
@@ -330,11 +352,15 @@ class Protocol:
         ]
         allowed = get_args(self._datatypes[name])
         if tensor.get("datatype") not in allowed:
-            feature = "numeric" if len(allowed) > 1 else "categorical"
+            kind = (
+                "instance ids"
+                if name == ID
+                else "numeric feature"
+                if len(allowed) > 1
+                else "categorical feature"
+            )
             issues.append(
-                _issue(
-                    name, f"{where}: datatype must be {' or '.join(allowed)} ({feature} feature)"
-                )
+                _issue(name, f"{where}: datatype must be {' or '.join(allowed)} ({kind})")
             )
         try:
             msgspec.convert(tensor.get("parameters"), Parameters | None)
@@ -356,10 +382,10 @@ class Protocol:
                 )
             )
             return
-        kind = self.contract.field_type(name)
+        typ: Any = InstanceId | None if name == ID else self.contract.field_type(name)
         for j, value in enumerate(data):
             try:
-                msgspec.convert(value, kind)
+                msgspec.convert(value, typ)
             except msgspec.ValidationError as exc:
                 issues.append(_issue(name, f"{where} element {j}: {plain(str(exc))}"))
                 if len(issues) >= MAX_ISSUES:
