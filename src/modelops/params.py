@@ -13,8 +13,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from modelops.errors import ModelopsError, ParamsError
-
-PARAMS_FILE = Path("params.yaml")
+from modelops.paths import PARAMS_FILE
 
 Fraction = Annotated[float, msgspec.Meta(gt=0, lt=1)]
 # Upper limits are far beyond any sensible value: they catch a typo (an extra zero or five), not taste.
@@ -309,15 +308,26 @@ def _check_features(data: DataParams, source: str) -> None:
             raise ParamsError(f"{where}: '{name}' is the target, not a feature")
         if name in data.drop:
             raise ParamsError(f"{where}: '{name}' is both declared and listed in data.drop")
-        if decl.kind == "categorical":
-            if decl.min is not None or decl.max is not None or decl.dtype is not None:
-                raise ParamsError(f"{where}: min/max/dtype apply to numeric features only")
-            if decl.strict and not decl.categories:
-                raise ParamsError(f"{where}: strict=true needs the list of categories")
-            if decl.categories is not None and len(set(decl.categories)) != len(decl.categories):
-                raise ParamsError(f"{where}: categories contain duplicates")
-        else:
-            if decl.categories is not None or decl.strict:
-                raise ParamsError(f"{where}: categories/strict apply to categorical features only")
-            if decl.min is not None and decl.max is not None and decl.min > decl.max:
-                raise ParamsError(f"{where}: min {decl.min} is greater than max {decl.max}")
+        problem = (
+            _categorical_problem(decl) if decl.kind == "categorical" else _numeric_problem(decl)
+        )
+        if problem is not None:
+            raise ParamsError(f"{where}: {problem}")
+
+
+def _categorical_problem(decl: FeatureDecl) -> str | None:
+    if decl.min is not None or decl.max is not None or decl.dtype is not None:
+        return "min/max/dtype apply to numeric features only"
+    if decl.strict and not decl.categories:
+        return "strict=true needs the list of categories"
+    if decl.categories is not None and len(set(decl.categories)) != len(decl.categories):
+        return "categories contain duplicates"
+    return None
+
+
+def _numeric_problem(decl: FeatureDecl) -> str | None:
+    if decl.categories is not None or decl.strict:
+        return "categories/strict apply to categorical features only"
+    if decl.min is not None and decl.max is not None and decl.min > decl.max:
+        return f"min {decl.min} is greater than max {decl.max}"
+    return None

@@ -1,4 +1,5 @@
-"""Every path that dvc.yaml names, declared once and relative to the repository root."""
+"""Every path that dvc.yaml names (and dvc.yaml, dvc.lock and params.yaml themselves), declared once
+and relative to the repository root."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 DVC_YAML = Path("dvc.yaml")  # the stage graph, and the registry's `artifacts:`
 DVC_LOCK = Path("dvc.lock")  # what the last run of each stage used and produced
+PARAMS_FILE = Path("params.yaml")  # every stage's parameters
 
 DATA = Path("data")
 RAW_DIR = DATA / "raw"

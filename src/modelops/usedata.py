@@ -30,10 +30,10 @@ import yaml
 from modelops import dataset, files, paths, yamledit
 from modelops.errors import ModelopsError
 from modelops.evaluation import counterpart
-from modelops.params import PARAMS_FILE, BaseParams, Params, parse
+from modelops.params import BaseParams, Params, parse
 from modelops.schema import FeatureSchema, binary_positive, infer_and_validate, target_classes
 
-DVC_YAML, DVC_LOCK = paths.DVC_YAML, paths.DVC_LOCK
+DVC_YAML, DVC_LOCK, PARAMS_FILE = paths.DVC_YAML, paths.DVC_LOCK, paths.PARAMS_FILE
 BUNDLED_STAGE = "generate"  # the synthetic data's stage; a user's table takes its place
 # The demo of production performance: a log and outcomes simulated from the bundled data, which
 # mean nothing for a user's table. `simulate` goes with `generate`; `performance` stays in dvc.yaml

@@ -121,7 +121,7 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
             _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
             args.profile,
         )
-        has_params = params.PARAMS_FILE.is_file()
+        has_params = paths.PARAMS_FILE.is_file()
         thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
         counts, source = _tally(args, profile)
         return counts.report(thresholds).with_source(source), counts.distributions()

@@ -250,9 +250,9 @@ def _show(args: argparse.Namespace) -> int:
     print("\nmetrics")
     print(table(["METRIC", "VALUE"], list((lin.metrics or {}).items()), "  "))
     _print_gate(lin)
-    print(f"\nparams (params.yaml at {v.commit[:8]})")
+    print(f"\nparams ({paths.PARAMS_FILE} at {v.commit[:8]})")
     print(table(["KEY", "VALUE"], list(registry.flatten(lin.params or {}).items()), "  "))
-    print("\ndvc.lock")
+    print(f"\n{paths.DVC_LOCK}")
     lock_rows = [
         [stage, kind, path, md5]
         for stage, body in lin.lock.items()

@@ -31,7 +31,7 @@ from modelops import files, paths
 from modelops.card import Card, load_card
 from modelops.errors import ArtifactIntegrityError, RegistryError
 from modelops.registry import git
-from modelops.registry.lineage import DVC_LOCK, model_md5, parse_lock, read, read_card
+from modelops.registry.lineage import model_md5, parse_lock, read, read_card
 from modelops.registry.tags import resolve
 
 MANIFEST = "bundle.json"
@@ -191,7 +191,7 @@ def materialise_pinned(v: Pinned, out: Path, repo: Path = Path(".")) -> Manifest
     DVC experiment's copy of the repository has the commits but not the tags."""
     repo, out = Path(repo), Path(out)
     committed = _committed_files(repo, v)
-    lock_md5 = model_md5(parse_lock(committed.pop(DVC_LOCK.name), v.tag), v.tag)
+    lock_md5 = model_md5(parse_lock(committed.pop(paths.DVC_LOCK.name), v.tag), v.tag)
     card, unreadable = read_card(committed[CARD])
     if card is None:
         raise RegistryError(
@@ -225,7 +225,7 @@ def _committed_files(repo: Path, v: Pinned) -> dict[str, bytes]:
         CARD: paths.CARD,
         PROFILE: paths.PROFILE,
         METRICS: paths.METRICS,
-        DVC_LOCK.name: DVC_LOCK,
+        paths.DVC_LOCK.name: paths.DVC_LOCK,
     }
     blobs = git.read_files(repo, v.commit, list(wanted.values()))
     if not any(blobs) and not git.has_commit(repo, v.commit):

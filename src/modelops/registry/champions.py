@@ -22,7 +22,6 @@ from modelops import params as params_mod
 from modelops.errors import ParamsError, RegistryError
 from modelops.registry import git
 from modelops.registry.lineage import (
-    DVC_LOCK,
     Lock,
     model_md5,
     model_name,
@@ -51,12 +50,12 @@ def gate_stage(params: params_mod.Params) -> str:
     try:
         check_stage_name(against, params.base.model_name)
     except RegistryError as exc:
-        raise ParamsError(f"{params_mod.PARAMS_FILE}: gate.against: {exc}") from None
+        raise ParamsError(f"{paths.PARAMS_FILE}: gate.against: {exc}") from None
     return against
 
 
 def workspace_gate_stage(repo: Path) -> str:
-    return gate_stage(params_mod.load(repo / params_mod.PARAMS_FILE))
+    return gate_stage(params_mod.load(repo / paths.PARAMS_FILE))
 
 
 def holders(repo: Path, registry: Registry, also: str) -> dict[str, gate.ChampionRef | None]:
@@ -64,7 +63,9 @@ def holders(repo: Path, registry: Registry, also: str) -> dict[str, gate.Champio
     stages = sorted({e.stage for e in registry.events if e.stage is not None} | {also})
     held = {s: registry.stages[s] for s in stages if s in registry.stages}
     commits = {v.version: v.commit for v in registry.versions}
-    locks = git.read_blobs(repo, [f"{commits[v]}:{DVC_LOCK.as_posix()}" for v in held.values()])
+    locks = git.read_blobs(
+        repo, [f"{commits[v]}:{paths.DVC_LOCK.as_posix()}" for v in held.values()]
+    )
     out: dict[str, gate.ChampionRef | None] = dict.fromkeys(stages)
     for (stage, version), blob in zip(held.items(), locks, strict=True):
         where = f"{registry.name}@{version}"

@@ -33,8 +33,6 @@ from modelops.registry.tags import (
 if TYPE_CHECKING:
     from modelops.card import Card, DataFingerprint
 
-DVC_LOCK = Path("dvc.lock")
-
 
 class Summary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One row of `registry list`: a version and the lineage facts a user compares versions by."""
@@ -120,7 +118,7 @@ class Lock(msgspec.Struct, frozen=True):
 
 def model_name(repo: Path | str = Path(".")) -> str:
     """The registry name, from the working tree's params.yaml (`base.model_name`)."""
-    return params_mod.load(Path(repo) / params_mod.PARAMS_FILE).base.model_name
+    return params_mod.load(Path(repo) / paths.PARAMS_FILE).base.model_name
 
 
 def read(repo: Path | str = Path("."), name: str | None = None) -> Registry:
@@ -243,7 +241,7 @@ def show(ref: str, repo: Path | str = Path(".")) -> Lineage:
     card_b, metrics_b, params_b, lock_b, compare_b = git.read_files(
         repo,
         v.commit,
-        [paths.CARD, paths.METRICS, params_mod.PARAMS_FILE, DVC_LOCK, paths.COMPARE],
+        [paths.CARD, paths.METRICS, paths.PARAMS_FILE, paths.DVC_LOCK, paths.COMPARE],
     )
     lock = parse_lock(lock_b, v.tag) if lock_b is not None else Lock()
     card, unreadable = read_card(card_b)

@@ -26,7 +26,6 @@ from modelops import paths
 from modelops.errors import RegistryError
 from modelops.registry import champions, git
 from modelops.registry.lineage import (
-    DVC_LOCK,
     Lock,
     contract_changes,
     json_or_none,
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
     from modelops.card import Card
     from modelops.gate import Comparison
 
-DVC_YAML = Path("dvc.yaml")
 _RACE = " (another registry change happened meanwhile); run again"
 
 
@@ -134,7 +132,7 @@ def _committed_model(
 ) -> tuple[Card, dict[str, Any], Lock, bytes | None]:
     """The card, metrics, dvc.lock and compare.json (None if absent) at HEAD, once every file a
     version needs is committed and consistent."""
-    wanted = (DVC_YAML, DVC_LOCK, paths.CARD, paths.METRICS, paths.PROFILE)
+    wanted = (paths.DVC_YAML, paths.DVC_LOCK, paths.CARD, paths.METRICS, paths.PROFILE)
     hints = (
         "commit the pipeline definition",
         "run `dvc repro` and commit dvc.lock",
