@@ -294,6 +294,43 @@ def cli_vs_kernel(path: Path, profile_path: Path, kernel: float, repeat: int) ->
     )
 
 
+def files_vs_naive(
+    tmp: Path, profile_path: Path, row_counts: list[int], seed: int, repeat: int
+) -> None:
+    """Our reader against the naive one on the same parquet files, the CLI against its kernel."""
+    results: dict[tuple[int, str], dict[str, Any]] = {}
+    print(f"{'rows':>11} {'method':>6} {'file MB':>8} {'seconds':>8} {'rows/s':>12} {'peak MB':>8}")
+    for rows in row_counts:
+        path = tmp / f"incoming-{rows}.parquet"
+        write_parquet(path, rows, seed + rows)
+        size_mb = path.stat().st_size / 1e6
+        measured = measure(path, profile_path, repeat)
+        cli_vs_kernel(path, profile_path, measured["ours"]["seconds"], repeat)
+        for method in ("ours", "naive"):
+            r = results[rows, method] = measured[method]
+            assert r["rows"] == rows, (method, r["rows"], rows)
+            print(
+                f"{rows:>11,} {method:>6} {size_mb:>8.0f} {r['seconds']:>8.2f} "
+                f"{rows / r['seconds']:>12,.0f} {r['peak_mb']:>8.0f}"
+            )
+        if results[rows, "ours"]["counts"] != results[rows, "naive"]["counts"]:
+            sys.exit(f"counts differ between methods at {rows} rows")
+        path.unlink()
+
+    print("\nratios (same run, same files; counts identical):")
+    for rows in row_counts:
+        ours, naive = results[rows, "ours"], results[rows, "naive"]
+        print(
+            f"  {rows:>11,} rows: ours is {naive['seconds'] / ours['seconds']:.1f}x faster, "
+            f"uses {naive['peak_mb'] / ours['peak_mb']:.1f}x less peak memory"
+        )
+    lo, hi = min(row_counts), max(row_counts)
+    if lo != hi:
+        for method in ("ours", "naive"):
+            growth = results[hi, method]["peak_mb"] / results[lo, method]["peak_mb"]
+            print(f"  peak memory {hi // lo}x more rows: {method} x{growth:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -330,39 +367,8 @@ def main() -> None:
                 dask_vs_single(parts, make_profile(args.seed), args.workers, args.repeat)
                 shutil.rmtree(parts)
             return
-        results: dict[tuple[int, str], dict[str, Any]] = {}
-        print(
-            f"{'rows':>11} {'method':>6} {'file MB':>8} {'seconds':>8} {'rows/s':>12} {'peak MB':>8}"
-        )
-        for rows in args.rows:
-            path = tmp / f"incoming-{rows}.parquet"
-            write_parquet(path, rows, args.seed + rows)
-            size_mb = path.stat().st_size / 1e6
-            measured = measure(path, profile_path, args.repeat)
-            cli_vs_kernel(path, profile_path, measured["ours"]["seconds"], args.repeat)
-            for method in ("ours", "naive"):
-                r = results[rows, method] = measured[method]
-                assert r["rows"] == rows, (method, r["rows"], rows)
-                print(
-                    f"{rows:>11,} {method:>6} {size_mb:>8.0f} {r['seconds']:>8.2f} "
-                    f"{rows / r['seconds']:>12,.0f} {r['peak_mb']:>8.0f}"
-                )
-            if results[rows, "ours"]["counts"] != results[rows, "naive"]["counts"]:
-                sys.exit(f"counts differ between methods at {rows} rows")
-            path.unlink()
-
-        print("\nratios (same run, same files; counts identical):")
-        for rows in args.rows:
-            ours, naive = results[rows, "ours"], results[rows, "naive"]
-            print(
-                f"  {rows:>11,} rows: ours is {naive['seconds'] / ours['seconds']:.1f}x faster, "
-                f"uses {naive['peak_mb'] / ours['peak_mb']:.1f}x less peak memory"
-            )
-        lo, hi = min(args.rows), max(args.rows)
-        if lo != hi:
-            for method in ("ours", "naive"):
-                growth = results[hi, method]["peak_mb"] / results[lo, method]["peak_mb"]
-                print(f"  peak memory {hi // lo}x more rows: {method} x{growth:.2f}")
+        files_vs_naive(tmp, profile_path, args.rows, args.seed, args.repeat)
+        hi = max(args.rows)
         parts = tmp / "parts"
         write_parquet_dir(parts, hi, args.seed + hi)
         dask_vs_single(parts, make_profile(args.seed), args.workers, args.repeat)

@@ -176,16 +176,7 @@ def infer_and_validate(
         raise DataValidationError(source, [DataIssue(WHOLE_TABLE, "no data rows", 0)])
     raw = raw.reset_index(drop=True)
     raw.columns = [str(c) for c in raw.columns]
-
-    for name in [*data.features, data.target]:
-        if name not in raw.columns:
-            present = ", ".join(map(repr, raw.columns[:20]))
-            issues.append(
-                DataIssue(name, "missing from the data", 0, detail=f"(columns: {present})")
-            )
-    for name in data.drop:
-        if name not in raw.columns:
-            issues.append(DataIssue(name, "listed in data.drop but not in the data", 0))
+    _check_columns(raw, data, issues)
 
     features: list[Feature] = []
     clean: dict[str, Any] = {}
@@ -211,6 +202,19 @@ def infer_and_validate(
     assert target is not None
     schema = FeatureSchema(features=features, target=target)
     return schema, pd.DataFrame(clean)
+
+
+def _check_columns(raw: pd.DataFrame, data: DataParams, issues: list[DataIssue]) -> None:
+    """Every column params.yaml names (declared, the target, dropped) is in the data."""
+    for name in [*data.features, data.target]:
+        if name not in raw.columns:
+            present = ", ".join(map(repr, raw.columns[:20]))
+            issues.append(
+                DataIssue(name, "missing from the data", 0, detail=f"(columns: {present})")
+            )
+    for name in data.drop:
+        if name not in raw.columns:
+            issues.append(DataIssue(name, "listed in data.drop but not in the data", 0))
 
 
 def _infer_decl(col: pd.Series, data: DataParams, issues: list[DataIssue]) -> FeatureDecl | None:

@@ -53,6 +53,7 @@ bundled model's ROC AUC on these labels falls from about 0.82 to about 0.66.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -68,6 +69,8 @@ PLANS = ("basic", "standard", "premium", "family", "unlimited")
 REGIONS = tuple(f"region_{c}" for c in "abcdefghijkl")  # 12 markets
 NEW_REGION = "region_m"
 
+_Floats = npt.NDArray[np.float64]
+
 # Scenarios draw from their own stream so that `no_drift` is a fresh sample, not a copy.
 _STREAM = {name: i for i, name in enumerate(SCENARIOS)}
 
@@ -78,11 +81,50 @@ def generate_customers(n_rows: int, seed: int, scenario: Scenario = "baseline") 
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     rng = np.random.default_rng([seed, _STREAM[scenario]])
     region_effect = np.random.default_rng([seed, 999]).uniform(-0.25, 0.25, len(REGIONS) + 1)
-    n = n_rows
+    c = _draw(rng, n_rows, scenario)
+    logit = _churn_logit(c, region_effect) + rng.normal(0.0, 0.5, n_rows)
+    churned = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
+    _punch_gaps(rng, c, scenario)
+    regions = np.array([*REGIONS, NEW_REGION], dtype=object)
+    return pd.DataFrame(
+        {
+            "customer_id": [
+                f"C{seed % 100000:05d}-{_STREAM[scenario]}-{i:07d}" for i in range(n_rows)
+            ],
+            "tenure_months": c.tenure.astype("int64"),
+            "monthly_charges": c.monthly,
+            "total_charges": c.total,
+            "age": pd.array(c.age, dtype="Int64"),
+            "support_calls": pd.array(c.calls, dtype="Int64"),
+            "data_usage_gb": c.usage,
+            "contract": np.array(CONTRACTS, dtype=object)[c.contract],
+            "payment_method": np.array(PAYMENT_METHODS, dtype=object)[c.payment],
+            "plan": np.array(PLANS, dtype=object)[c.plan],
+            "region": regions[c.region],
+            "churned": churned,
+        }
+    )
 
-    contract_p = [0.55, 0.25, 0.20]
-    if scenario == "campaign":
-        contract_p = [0.85, 0.10, 0.05]
+
+@dataclass
+class _Customers:
+    """The drawn columns, categories as their positions in CONTRACTS, PLANS, ..."""
+
+    contract: npt.NDArray[np.int64]
+    age: _Floats
+    tenure: _Floats
+    plan: npt.NDArray[np.int64]
+    monthly: _Floats
+    usage: _Floats
+    total: _Floats
+    payment: npt.NDArray[np.int64]
+    region: npt.NDArray[np.int64]
+    calls: _Floats
+
+
+def _draw(rng: np.random.Generator, n: int, scenario: Scenario) -> _Customers:
+    """Every feature, drawn in one fixed order from `rng` (the order is part of the data)."""
+    contract_p = [0.85, 0.10, 0.05] if scenario == "campaign" else [0.55, 0.25, 0.20]
     contract = rng.choice(len(CONTRACTS), n, p=contract_p)
 
     age_mean = 32.0 if scenario == "campaign" else 46.0
@@ -104,8 +146,6 @@ def generate_customers(n_rows: int, seed: int, scenario: Scenario = "baseline") 
     if scenario == "seasonal":
         usage = usage * 1.8 + 6.0
         monthly = monthly + 7.0
-    monthly = np.clip(monthly, 18.0, 150.0).round(2)
-    usage = usage.round(2)
 
     total = (tenure * billed_before * rng.normal(1.0, 0.03, n)).round(2)
     payment = rng.choice(len(PAYMENT_METHODS), n, p=[0.35, 0.20, 0.22, 0.23])
@@ -117,51 +157,41 @@ def generate_customers(n_rows: int, seed: int, scenario: Scenario = "baseline") 
     # Month-to-month and older customers call support more.
     call_rate = 0.8 + 0.6 * (contract == 0) + 0.01 * (age - 45).clip(0)
     calls = rng.poisson(call_rate).astype("float64")
-
-    logit = (
-        -1.60
-        + 1.30 * (contract == 0)
-        - 0.90 * (contract == 2)
-        - 0.045 * np.minimum(tenure, 60)
-        + 0.018 * (monthly - 70.0)
-        + 0.30 * calls
-        + 0.90 * (contract == 0) * (calls >= 3)
-        + 0.50 * (payment == 0)
-        - 0.012 * (age - 45.0)
-        + 1.00 * (plan == 0) * (usage > 25.0)
-        - 0.35 * (plan == 3)
-        + region_effect[region]
-        + rng.normal(0.0, 0.5, n)
+    monthly = np.clip(monthly, 18.0, 150.0).round(2)
+    return _Customers(
+        contract, age, tenure, plan, monthly, usage.round(2), total, payment, region, calls
     )
-    churned = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
 
-    # Gaps, drawn after the label so they hide information the label was built from.
-    total[tenure == 0] = np.nan
-    online = (payment == 0) | (payment == 3)
+
+def _churn_logit(c: _Customers, region_effect: _Floats) -> _Floats:
+    """The log-odds of churning, before the noise term."""
+    logit: _Floats = (
+        -1.60
+        + 1.30 * (c.contract == 0)
+        - 0.90 * (c.contract == 2)
+        - 0.045 * np.minimum(c.tenure, 60)
+        + 0.018 * (c.monthly - 70.0)
+        + 0.30 * c.calls
+        + 0.90 * (c.contract == 0) * (c.calls >= 3)
+        + 0.50 * (c.payment == 0)
+        - 0.012 * (c.age - 45.0)
+        + 1.00 * (c.plan == 0) * (c.usage > 25.0)
+        - 0.35 * (c.plan == 3)
+        + region_effect[c.region]
+    )
+    return logit
+
+
+def _punch_gaps(rng: np.random.Generator, c: _Customers, scenario: Scenario) -> None:
+    """Gaps, drawn after the label so they hide information the label was built from."""
+    c.total[c.tenure == 0] = np.nan
+    online = (c.payment == 0) | (c.payment == 3)
     age_missing_p = np.where(online, 0.08, 0.03)
     if scenario == "new_region":
         age_missing_p = age_missing_p + 0.25
-    age[rng.random(n) < age_missing_p] = np.nan
-    usage[rng.random(n) < 0.03] = np.nan
-    calls[rng.random(n) < 0.02] = np.nan
-
-    regions = np.array([*REGIONS, NEW_REGION], dtype=object)
-    return pd.DataFrame(
-        {
-            "customer_id": [f"C{seed % 100000:05d}-{_STREAM[scenario]}-{i:07d}" for i in range(n)],
-            "tenure_months": tenure.astype("int64"),
-            "monthly_charges": monthly,
-            "total_charges": total,
-            "age": pd.array(age, dtype="Int64"),
-            "support_calls": pd.array(calls, dtype="Int64"),
-            "data_usage_gb": usage,
-            "contract": np.array(CONTRACTS, dtype=object)[contract],
-            "payment_method": np.array(PAYMENT_METHODS, dtype=object)[payment],
-            "plan": np.array(PLANS, dtype=object)[plan],
-            "region": regions[region],
-            "churned": churned,
-        }
-    )
+    c.age[rng.random(len(c.age)) < age_missing_p] = np.nan
+    c.usage[rng.random(len(c.usage)) < 0.03] = np.nan
+    c.calls[rng.random(len(c.calls)) < 0.02] = np.nan
 
 
 def competitor_churn(frame: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 from tests.conftest import REPO
+
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
 
 
 def readme_commands() -> list[str]:
@@ -43,3 +51,58 @@ def test_uv_pinned_in_the_commands_is_the_one_the_lock_installs() -> None:
     assert pinned
     lock = (REPO / "uv.lock").read_text()
     assert re.search(rf'name = "uv"\nversion = "{re.escape(pinned.group(1))}"', lock)
+
+
+def _tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+
+def test_the_code_passes_ruff_with_the_complexity_rule_on() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert "C90" in config["select"] and config["mccabe"]["max-complexity"] == 10
+    for args in (("check", "--no-cache", "."), ("format", "--check", "--no-cache", ".")):
+        result = _tool("ruff", *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_library_passes_mypy_strict(tmp_path: Path) -> None:
+    result = _tool("mypy", "--cache-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A declarative table may run longer: one metric per statement, nothing to branch on.
+LONG_TABLES = {("serve/metrics.py", "__init__")}
+
+
+def test_no_module_or_function_grows_past_what_one_reader_holds() -> None:
+    src = REPO / "src" / "modelops"
+    too_long = []
+    for path in sorted(src.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(src).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and (where, node.name) not in LONG_TABLES:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_the_readme_code_layout_names_every_module_and_only_those() -> None:
+    text = (REPO / "README.md").read_text()
+    layout = re.search(r"## Code layout\n.*?```text\n(.*?)```", text, re.S)
+    assert layout, "README.md has a Code layout section with a text block"
+    named = set(re.findall(r"[a-z_0-9]+", layout.group(1)))
+    src = REPO / "src" / "modelops"
+    files = [p for p in src.rglob("*.py") if p.stem not in ("__init__", "__main__")]
+    packages = [p.parent for p in src.rglob("__init__.py") if p.parent != src]
+    modules = {p.stem for p in files} | {p.name for p in packages}
+    missing = sorted(modules - named)
+    assert not missing, f"modules the README's layout does not name: {missing}"
+    words = re.findall(r"\b([a-z_0-9]+)(?:\.py|/)", layout.group(1))
+    stale = sorted(w for w in words if w not in modules | {"src", "modelops"})
+    assert not stale, f"names the README's layout gives that src/modelops has not: {stale}"

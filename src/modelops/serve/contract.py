@@ -117,67 +117,13 @@ class Contract:
         self.max_instances = max_instances
         self._field_types = {f.name: _field_type(f) for f in schema.features}
         self.takes_ids = ID not in self._field_types
-        # Struct attributes are f0, f1, ...; `rename` gives them the features' names on the wire, so
-        # any feature name works, even one that is not a Python identifier. The instance id comes
-        # last, optional, and is left out when the instance is encoded without one.
-        ids: list[Any] = [("instance_id", _ID_TYPE, None)] if self.takes_ids else []
-        self.instance_type: type[msgspec.Struct] = msgspec.defstruct(
-            "Instance",
-            [(f"f{i}", self._field_types[name]) for i, name in enumerate(self.names)] + ids,
-            rename={f"f{i}": name for i, name in enumerate(self.names)} | {"instance_id": ID},
-            forbid_unknown_fields=True,
-            frozen=True,
-            omit_defaults=True,
-            gc=False,  # scalar fields only: no cycles, nothing for the collector to track
-        )
-        self.request_type: type[msgspec.Struct] = msgspec.defstruct(
-            "PredictRequest",
-            [
-                (
-                    "instances",
-                    Annotated[
-                        list[self.instance_type],  # type: ignore[name-defined]
-                        msgspec.Meta(
-                            min_length=1,
-                            max_length=max_instances,
-                            description=f"1 to {max_instances} instances to score",
-                        ),
-                    ],
-                )
-            ],
-            forbid_unknown_fields=True,
-            frozen=True,
+        self.instance_type = _instance_type(self._field_types, self.takes_ids)
+        self.request_type = _list_of(
+            "PredictRequest", "instances", self.instance_type, max_instances, "instances to score"
         )
         self._decoder = msgspec.json.Decoder(self.request_type)
-        # The answer, built from the target the same way: one probability field per class (on the
-        # wire, the class as a string) and the label one of the classes. Structs, not dicts: a
-        # 1000-row answer is built in a third of the time.
         classes = schema.target.classes
-        self.probabilities_type: type[msgspec.Struct] = msgspec.defstruct(
-            "Probabilities",
-            [(f"p{i}", float) for i in range(len(classes))],
-            rename={f"p{i}": str(c) for i, c in enumerate(classes)},
-            frozen=True,
-            gc=False,
-        )
-        self.prediction_type: type[msgspec.Struct] = msgspec.defstruct(
-            "Prediction",
-            [
-                ("label", Literal[tuple(classes)]),
-                ("probabilities", self.probabilities_type),
-            ],
-            frozen=True,
-            gc=False,
-        )
-        self.response_type: type[msgspec.Struct] = msgspec.defstruct(
-            "PredictResponse",
-            [
-                ("model", ModelRef),
-                ("predictions", list[self.prediction_type]),  # type: ignore[name-defined]
-                ("request_id", str),
-            ],
-            frozen=True,
-        )
+        self.probabilities_type, self.prediction_type, self.response_type = _answer_types(classes)
         self._astuple = msgspec.structs.astuple
         self.feedback_type, self._label_type = _feedback_types(classes, max_instances)
         self._feedback_decoder = msgspec.json.Decoder(self.feedback_type)
@@ -346,31 +292,72 @@ def _explain_object(
             issues.append(DataIssue(path, message, 0))
 
 
+def _instance_type(field_types: dict[str, Any], takes_ids: bool) -> type[msgspec.Struct]:
+    """An instance: the features as `field_types` has them, then the optional instance id.
+
+    Struct attributes are f0, f1, ...; `rename` gives them the features' names on the wire, so any
+    feature name works, even one that is not a Python identifier. The id comes last, optional, and
+    is left out when the instance is encoded without one."""
+    names = list(field_types)
+    ids: list[Any] = [("instance_id", _ID_TYPE, None)] if takes_ids else []
+    return msgspec.defstruct(
+        "Instance",
+        [(f"f{i}", field_types[name]) for i, name in enumerate(names)] + ids,
+        rename={f"f{i}": name for i, name in enumerate(names)} | {"instance_id": ID},
+        forbid_unknown_fields=True,
+        frozen=True,
+        omit_defaults=True,
+        gc=False,  # scalar fields only: no cycles, nothing for the collector to track
+    )
+
+
+def _list_of(
+    name: str, key: str, item: type[msgspec.Struct], most: int, what: str
+) -> type[msgspec.Struct]:
+    """A request body of one field, `key`: 1 to `most` items."""
+    items: Any = Annotated[
+        list[item],  # type: ignore[valid-type]
+        msgspec.Meta(min_length=1, max_length=most, description=f"1 to {most} {what}"),
+    ]
+    return msgspec.defstruct(name, [(key, items)], forbid_unknown_fields=True, frozen=True)
+
+
+def _answer_types(
+    classes: Sequence[Any],
+) -> tuple[type[msgspec.Struct], type[msgspec.Struct], type[msgspec.Struct]]:
+    """The answer's Structs, built from the target as the request's are from the features: one
+    probability field per class (on the wire, the class as a string), the label one of the
+    classes, and the response around them. Structs, not dicts: a 1000-row answer is built in a
+    third of the time."""
+    probabilities = msgspec.defstruct(
+        "Probabilities",
+        [(f"p{i}", float) for i in range(len(classes))],
+        rename={f"p{i}": str(c) for i, c in enumerate(classes)},
+        frozen=True,
+        gc=False,
+    )
+    prediction = msgspec.defstruct(
+        "Prediction",
+        [("label", Literal[tuple(classes)]), ("probabilities", probabilities)],
+        frozen=True,
+        gc=False,
+    )
+    response = msgspec.defstruct(
+        "PredictResponse",
+        [("model", ModelRef), ("predictions", list[prediction]), ("request_id", str)],  # type: ignore[valid-type]
+        frozen=True,
+    )
+    return probabilities, prediction, response
+
+
 def _feedback_types(classes: Sequence[Any], most: int) -> tuple[type[msgspec.Struct], Any]:
     """The feedback request of a model's classes, and the type of its outcomes' labels."""
     shown = ", ".join(json_text(c) for c in classes)
     label: Any = Annotated[Literal[tuple(classes)], msgspec.Meta(description=f"a class: {shown}")]
     # An Outcome whose label can only be one of the classes (the OpenAPI document lists them).
     outcome = msgspec.defstruct("Outcome", [("label", label)], bases=(Outcome,))
-    request = msgspec.defstruct(
-        "FeedbackRequest",
-        [
-            (
-                "outcomes",
-                Annotated[
-                    list[outcome],  # type: ignore[valid-type]
-                    msgspec.Meta(
-                        min_length=1,
-                        max_length=most,
-                        description=f"1 to {most} outcomes of answered instances, by their id",
-                    ),
-                ],
-            )
-        ],
-        forbid_unknown_fields=True,
-        frozen=True,
-    )
-    return request, label
+    what = "outcomes of answered instances, by their id"
+    return _list_of("FeedbackRequest", "outcomes", outcome, most, what), label
 
 
 def json_text(value: Any) -> str:

@@ -16,15 +16,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 
 from modelops.errors import DataIssue, DataValidationError
-from modelops.serve.routes import (
-    Inbound,
-    PredictBody,
-    UnsupportedMediaType,
-    admit,
-    error_responses,
-    require_json,
-    unknown,
-)
+from modelops.serve.inbound import Inbound, PredictBody, UnsupportedMediaType, admit, require_json
+from modelops.serve.routes import error_responses, unknown
 from modelops.serve.v2 import (
     BINARY,
     InferResponse,
@@ -85,6 +78,7 @@ class _Served:
                 PathParameter(enum=self.versions, description="a version that answers requests"),
             ],
         }
+        self._admit_body = admit(service, _require_if_sent)
 
     def model(self, name: str, version: str | None = None) -> ServedModel:
         if name != self.name:
@@ -99,40 +93,55 @@ class _Served:
             )
         return model
 
+    async def admit_infer(self, request: Request[Any, Any, Any]) -> None:
+        """Refuse before the body is read: an unknown model, binary tensors, a non-JSON body, or
+        no model ready to score it."""
+        self.model(request.path_params["name"], request.path_params.get("version"))
+        if "inference-header-content-length" in request.headers:
+            raise UnsupportedMediaType(detail=BINARY)
+        await self._admit_body(request)
+
+    def decode(self, body: bytes) -> ValidInfer:
+        try:
+            return self.service.protocol.decode(body)
+        except DataValidationError as exc:
+            self.service.metrics.observe_invalid(exc.issues)
+            raise
+
+    async def infer(self, data: ValidInfer, request: Request[Any, Any, Any]) -> InferResponse:
+        state = request.scope["state"]
+        model: ServedModel = state["model"]
+        try:
+            answered = await self.service.score(model, data.decoded, state)
+        except DataValidationError as exc:  # rows the model cannot score (values too extreme)
+            issues = [
+                DataIssue(i.column, f"instance {_index(i.column)}: {i.kind}", 0) for i in exc.issues
+            ]
+            raise TensorInvalid("request body", issues) from None
+        request_id = data.id if data.id is not None else answered.request_id
+        return self.service.protocol.response(
+            model.version, request_id, answered.labels, answered.proba, data.outputs
+        )
+
+
+def _require_if_sent(content_type: str | None) -> None:
+    # Clients of the protocol (tritonclient among them) send JSON without saying so.
+    if content_type is not None:
+        require_json(content_type)
+
 
 def handlers(service: Service) -> list[HTTPRouteHandler]:
     served = _Served(service)
-    return [*_metadata_handlers(served), *_infer_handlers(served)]
+    return [*_server_handlers(service), *_model_handlers(served), *_infer_handlers(served)]
 
 
 def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
-    service, protocol = served.service, served.service.protocol
-
-    def require(content_type: str | None) -> None:
-        # Clients of the protocol (tritonclient among them) send JSON without saying so.
-        if content_type is not None:
-            require_json(content_type)
-
-    admit_body = admit(service, require)
-
-    async def admit_infer(request: Request[Any, Any, Any]) -> None:
-        served.model(request.path_params["name"], request.path_params.get("version"))
-        if "inference-header-content-length" in request.headers:
-            raise UnsupportedMediaType(detail=BINARY)
-        await admit_body(request)
-
-    def decode(body: bytes) -> ValidInfer:
-        try:
-            return protocol.decode(body)
-        except DataValidationError as exc:
-            service.metrics.observe_invalid(exc.issues)
-            raise
-
+    service = served.service
     options: dict[str, Any] = {
         "status_code": 200,
-        "dto": PredictBody.bound_to(service, protocol.request_type, decode),
+        "dto": PredictBody.bound_to(service, service.protocol.request_type, served.decode),
         "return_dto": None,
-        "before_request": admit_infer,
+        "before_request": served.admit_infer,
         "middleware": [Inbound(service)],
         "summary": "Score the instances in one input tensor per feature (Open Inference Protocol)",
         "response_description": "the outputs `probabilities` [n, k] and `label` [n]",
@@ -140,26 +149,11 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
         "signature_namespace": served.namespace,
     }
 
-    async def infer_with(data: ValidInfer, request: Request[Any, Any, Any]) -> InferResponse:
-        state = request.scope["state"]
-        model: ServedModel = state["model"]
-        try:
-            answered = await service.score(model, data.decoded, state)
-        except DataValidationError as exc:  # rows the model cannot score (values too extreme)
-            issues = [
-                DataIssue(i.column, f"instance {_index(i.column)}: {i.kind}", 0) for i in exc.issues
-            ]
-            raise TensorInvalid("request body", issues) from None
-        request_id = data.id if data.id is not None else answered.request_id
-        return protocol.response(
-            model.version, request_id, answered.labels, answered.proba, data.outputs
-        )
-
     @post("/v2/models/{name:str}/infer", operation_id="v2_infer", **options)
     async def infer(
         data: JSONBody[ValidInfer], request: Request[Any, Any, Any], name: ModelName
     ) -> InferResponse:
-        return await infer_with(data, request)
+        return await served.infer(data, request)
 
     @post(
         "/v2/models/{name:str}/versions/{version:str}/infer",
@@ -172,19 +166,12 @@ def _infer_handlers(served: _Served) -> list[HTTPRouteHandler]:
         name: ModelName,
         version: ModelVersion,
     ) -> InferResponse:
-        return await infer_with(data, request)
+        return await served.infer(data, request)
 
     return [infer, infer_version]
 
 
-def _metadata_handlers(served: _Served) -> list[HTTPRouteHandler]:
-    service, protocol, namespace = served.service, served.service.protocol, served.namespace
-    unknown_model = error_responses(_UNKNOWN, body=V2Error)
-    model_ready = {
-        **unknown_model,
-        503: ResponseSpec(ModelReady, description="not loaded and verified yet"),
-    }
-
+def _server_handlers(service: Service) -> list[HTTPRouteHandler]:
     @get("/v2", summary="Server metadata")
     async def server() -> ServerMetadata:
         return ServerMetadata("modelops", _server_version(), [])
@@ -201,6 +188,17 @@ def _metadata_handlers(served: _Served) -> list[HTTPRouteHandler]:
     async def ready() -> Response[ServerReady]:
         ok = service.health().status == "ready"
         return Response(ServerReady(ok), status_code=200 if ok else 503)
+
+    return [server, live, ready]
+
+
+def _model_handlers(served: _Served) -> list[HTTPRouteHandler]:
+    service, protocol, namespace = served.service, served.service.protocol, served.namespace
+    unknown_model = error_responses(_UNKNOWN, body=V2Error)
+    model_ready = {
+        **unknown_model,
+        503: ResponseSpec(ModelReady, description="not loaded and verified yet"),
+    }
 
     @get(
         "/v2/models/{name:str}",
@@ -244,4 +242,4 @@ def _metadata_handlers(served: _Served) -> list[HTTPRouteHandler]:
     async def ready_version(name: ModelName, version: ModelVersion) -> Response[ModelReady]:
         return readiness(served.model(name, version))
 
-    return [server, live, ready, metadata, metadata_version, ready_model, ready_version]
+    return [metadata, metadata_version, ready_model, ready_version]

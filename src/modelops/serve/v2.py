@@ -236,38 +236,7 @@ class Protocol:
             raise TensorInvalid("request body", [_issue("$", malformed(body, exc))]) from None
         except (UnicodeDecodeError, RecursionError):
             raise TensorInvalid("request body", [_issue("$", "not valid JSON text")]) from None
-        columns: dict[str, list[Any]] = {}
-        issues: list[DataIssue] = []
-        first: tuple[str, int] | None = None
-        for tensor in request.inputs:
-            name = type(tensor).__struct_config__.tag
-            data = tensor.data
-            if name in columns:
-                issues.append(_issue(name, f"input '{name}' is given twice"))
-                continue
-            columns[name] = data
-            if tensor.shape[0] != len(data):
-                issues.append(
-                    _issue(name, f"input '{name}' has shape {tensor.shape} but {len(data)} values")
-                )
-            if first is None:
-                first = (name, len(data))
-            elif len(data) != first[1]:
-                issues.append(
-                    _issue(
-                        name,
-                        f"input '{name}' has {len(data)} values but input '{first[0]}' has "
-                        f"{first[1]}; every input holds one value per instance",
-                    )
-                )
-            if tensor.datatype in WHOLE:
-                issues += [
-                    _issue(
-                        name, f"input '{name}' element {j}: not a whole number ({tensor.datatype})"
-                    )
-                    for j, v in enumerate(data)
-                    if v is not None and not float(v).is_integer()
-                ][:MAX_ISSUES]
+        columns, issues = _columns(request.inputs)
         issues += [
             _issue(n, f"input '{n}' is missing; send one tensor per feature")
             for n in self.names
@@ -418,6 +387,43 @@ class Protocol:
             ),
         }
         return InferResponse(self.name, version, request_id, [tensors[o] for o in outputs])
+
+
+def _columns(tensors: Sequence[Any]) -> tuple[dict[str, list[Any]], list[DataIssue]]:
+    """The values of each decoded input tensor by name, and what is wrong with the tensors
+    together: an input given twice, a shape that is not its length, lengths that differ, a
+    fraction in an integer tensor."""
+    columns: dict[str, list[Any]] = {}
+    issues: list[DataIssue] = []
+    first: tuple[str, int] | None = None
+    for tensor in tensors:
+        name = type(tensor).__struct_config__.tag
+        data = tensor.data
+        if name in columns:
+            issues.append(_issue(name, f"input '{name}' is given twice"))
+            continue
+        columns[name] = data
+        if tensor.shape[0] != len(data):
+            issues.append(
+                _issue(name, f"input '{name}' has shape {tensor.shape} but {len(data)} values")
+            )
+        if first is None:
+            first = (name, len(data))
+        elif len(data) != first[1]:
+            issues.append(
+                _issue(
+                    name,
+                    f"input '{name}' has {len(data)} values but input '{first[0]}' has "
+                    f"{first[1]}; every input holds one value per instance",
+                )
+            )
+        if tensor.datatype in WHOLE:
+            issues += [
+                _issue(name, f"input '{name}' element {j}: not a whole number ({tensor.datatype})")
+                for j, v in enumerate(data)
+                if v is not None and not float(v).is_integer()
+            ][:MAX_ISSUES]
+    return columns, issues
 
 
 def _issue(column: str, sentence: str) -> DataIssue:

@@ -270,33 +270,40 @@ def _one_hot(where: str, enc: OneHotEncoder) -> OneHot:
         raise UnsupportedPipeline(f"step {where!r} raises on unseen categories")
     # Absent unless min_frequency or max_categories grouped rare categories.
     infrequent = getattr(enc, "infrequent_categories_", None) or [None] * len(enc.categories_)
+    grouped_unknowns = enc.handle_unknown == "infrequent_if_exist"
     tables: list[dict[Any, int]] = []
     unknowns: list[int] = []
     offsets: list[int] = []
     width = 0
     for cats, rare in zip(enc.categories_, infrequent, strict=True):
-        rare_set = set() if rare is None else set(rare.tolist())
-        table: dict[Any, int] = {}
-        column = 0
-        for c in cats.tolist():
-            if not (isinstance(c, str) or _is_nan(c)):
-                raise UnsupportedPipeline(f"step {where!r} has non-text category {c!r}")
-            if c in rare_set:
-                continue
-            # A NaN category (no imputer before the encoder) is what a missing value matches.
-            table[None if _is_nan(c) else c] = column
-            column += 1
-        unknown = -1
-        if rare_set:
-            for c in rare_set:
-                table[None if _is_nan(c) else c] = column
-            if enc.handle_unknown == "infrequent_if_exist":
-                unknown = column
-            column += 1
+        table, unknown = _one_hot_column(where, cats.tolist(), rare, grouped_unknowns)
         tables.append(table)
         unknowns.append(unknown)
         offsets.append(width)
-        width += column
+        width += len(set(table.values()))
     if width != len(enc.get_feature_names_out()):
         raise UnsupportedPipeline(f"step {where!r}: derived {width} columns, it gives more")
     return OneHot(tuple(tables), tuple(unknowns), tuple(offsets), width)
+
+
+def _one_hot_column(
+    where: str, cats: list[Any], rare: Any, grouped_unknowns: bool
+) -> tuple[dict[Any, int], int]:
+    """One encoded column's table (category -> output column, rare ones sharing the last) and the
+    column an unseen category lands in (-1: none, all zeros)."""
+    rare_set = set() if rare is None else set(rare.tolist())
+    table: dict[Any, int] = {}
+    column = 0
+    for c in cats:
+        if not (isinstance(c, str) or _is_nan(c)):
+            raise UnsupportedPipeline(f"step {where!r} has non-text category {c!r}")
+        if c in rare_set:
+            continue
+        # A NaN category (no imputer before the encoder) is what a missing value matches.
+        table[None if _is_nan(c) else c] = column
+        column += 1
+    if not rare_set:
+        return table, -1
+    for c in rare_set:
+        table[None if _is_nan(c) else c] = column
+    return table, column if grouped_unknowns else -1
