@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,21 @@ def logged_rows(log_dir: Path) -> Counter[str]:
 
 
 class Load:
-    """Clients posting predict requests until stopped; remembers every answer's status."""
+    """Clients posting predict requests (or, with `path` and `body`, others) until stopped;
+    remembers every answer's status. `body(request_id, i)` is the i-th body a client sends; by
+    default ROWS of `records`."""
 
     def __init__(
-        self, url: str, records: list[dict[str, Any]], clients: int = 6, name: str = "c"
+        self,
+        url: str,
+        records: list[dict[str, Any]],
+        clients: int = 6,
+        name: str = "c",
+        path: str = "/v1/predict",
+        body: Callable[[str, int], dict[str, Any]] | None = None,
     ) -> None:
-        self.url, self.records, self.name = url, records, name
+        self.url, self.records, self.name, self.path = url, records, name, path
+        self.body = body or self._instances
         self.answers: list[tuple[int, str, int]] = []  # status, request id, rows
         self.failures: list[str] = []  # connection-level: refused, reset, timed out
         self._stop = threading.Event()
@@ -82,10 +91,9 @@ class Load:
             while not self._stop.is_set():
                 i += 1
                 request_id = f"{self.name}{k}-{i}"
-                start = (k * 97 + i * ROWS) % (len(self.records) - ROWS)
-                body = {"instances": self.records[start : start + ROWS]}
+                body = self.body(request_id, k * 97 + i * ROWS)
                 try:
-                    r = http.post("/v1/predict", json=body, headers={"X-Request-ID": request_id})
+                    r = http.post(self.path, json=body, headers={"X-Request-ID": request_id})
                 except httpx.HTTPError as exc:
                     with self._lock:
                         self.failures.append(type(exc).__name__)
@@ -93,6 +101,10 @@ class Load:
                     continue
                 with self._lock:
                     self.answers.append((r.status_code, request_id, ROWS))
+
+    def _instances(self, request_id: str, i: int) -> dict[str, Any]:
+        start = i % (len(self.records) - ROWS)
+        return {"instances": self.records[start : start + ROWS]}
 
     def __enter__(self) -> Load:
         for t in self._threads:

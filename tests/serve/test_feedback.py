@@ -11,7 +11,7 @@ import csv
 import json
 import shutil
 import signal
-import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from modelops.registry import bundle
 from modelops.serve.config import ServeConfig
 
 from .conftest import Trained, serve_client, start_server, wait_ready
-from .test_faults import wait_until
+from .test_faults import Load, wait_until
 
 LATER = datetime.now(UTC) + timedelta(hours=1)  # outcomes are observed after the predictions
 
@@ -146,57 +146,24 @@ def test_feedback_is_documented_with_the_classes(trained: Trained, tmp_path: Pat
     assert schemas["Outcome"]["additionalProperties"] is False
 
 
-class FeedbackLoad:
-    """Clients posting outcomes until stopped; remembers the request id of every 200."""
-
-    def __init__(self, url: str, clients: int = 4) -> None:
-        self.url = url
-        self.accepted: list[str] = []
-        self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(k,)) for k in range(clients)]
-
-    def _client(self, k: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            i = 0
-            while not self._stop.is_set():
-                i += 1
-                rid = f"fb{k}-{i}"
-                body = {"outcomes": [outcome(f"{rid}-{j}", j % 2) for j in range(10)]}
-                try:
-                    r = http.post("/v1/feedback", json=body, headers={"X-Request-ID": rid})
-                except httpx.HTTPError:
-                    continue
-                self.statuses.append(r.status_code)
-                if r.status_code == 200:
-                    self.accepted.append(rid)
-
-    def __enter__(self) -> FeedbackLoad:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
+def outcomes_of(request_id: str, i: int) -> dict[str, Any]:
+    """Ten outcomes, their ids made of the request's: each one traceable to its request."""
+    return {"outcomes": [outcome(f"{request_id}-{j}", j % 2) for j in range(10)]}
 
 
 def test_every_accepted_outcome_survives_sigkill(trained: Trained, tmp_path: Path) -> None:
     server = start_server(trained.bundle_dir, tmp_path)
     try:
-        with FeedbackLoad(server.url) as load:
-            wait_until(lambda: len(load.accepted) >= 100)
+        with Load(server.url, [], 4, "fb", "/v1/feedback", outcomes_of) as load:
+            load.wait_for(100)
             server.process.send_signal(signal.SIGKILL)
             server.process.wait(timeout=30)
     finally:
         with contextlib.suppress(ProcessLookupError):
             server.process.kill()
-    written: dict[str, int] = {}
-    for line in lines(server.log_dir, "feedback"):
-        written[line["request_id"]] = written.get(line["request_id"], 0) + 1
-    missing = [rid for rid in load.accepted if written.get(rid) != 10]
-    assert not missing, f"{len(missing)} of {len(load.accepted)} accepted requests not written"
+    written = Counter(line["request_id"] for line in lines(server.log_dir, "feedback"))
+    missing = [rid for rid in load.ok() if written.get(rid) != 10]
+    assert not missing, f"{len(missing)} of {len(load.ok())} accepted requests not written"
     assert list(server.log_dir.glob("feedback-*.jsonl.open"))  # the killed server's segment
 
     # The next server on the directory finishes it, every outcome intact.
