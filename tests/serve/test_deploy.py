@@ -298,3 +298,30 @@ def test_metric_name_extraction_sees_what_a_query_uses() -> None:
     assert metric_names("histogram_quantile(0.9, sum by (le) (rate(modelops_y_bucket[1m])))") == {
         "modelops_y_bucket"
     }
+
+
+# What the request-rate alerts and panels count as scoring: every route that answers predictions.
+SCORING_ROUTES = {
+    "/v1/predict",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+}
+ENDPOINT_MATCHER = re.compile(r'endpoint(=~?)"((?:[^"\\]|\\.)*)"')
+
+
+def test_request_alerts_and_panels_count_every_scoring_route_and_only_those(
+    client: TestClient[Any],
+) -> None:
+    routes = set(client.get("/schema/openapi.json").json()["paths"])
+    assert routes >= SCORING_ROUTES
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for r in alerts["groups"][0]["rules"]] + dashboard_exprs()
+    matchers = [
+        m for e in exprs if "modelops_http_request" in e for m in ENDPOINT_MATCHER.findall(e)
+    ]
+    assert matchers
+    for op, pattern in matchers:
+        # PromQL's =~ is anchored at both ends, as fullmatch is; a JSON string escapes its quotes.
+        pattern = pattern.replace('\\"', '"')
+        chosen = {r for r in routes if (re.fullmatch(pattern, r) if op == "=~" else r == pattern)}
+        assert chosen == SCORING_ROUTES, (pattern, chosen)
