@@ -616,7 +616,9 @@ def report(
             f"{name:44} {spread([r.ok_per_s for r in runs]):>20} {med[name].p50_ms:7.2f} "
             f"{med[name].p99_ms:7.2f} {med[name].errors:6d}"
         )
-    errors = sum(m.errors for m in med.values())
+    # The previous design's non-2xx are the defect it is measured for (503: its log backlogged);
+    # every other server, ours and the baselines, must answer every request with a 2xx.
+    errors = sum(m.errors for n, m in med.items() if n != "previous design c=16")
     fast_1 = statistics.median(inproc["fast path 1-row calls/s"])
     rows_inproc = statistics.median(inproc["pipeline rows/s in 1000-row calls"])
     ours16, ours1 = med["ours c=16"], med["ours c=1"]
@@ -629,17 +631,31 @@ def report(
     log_ratio = ours16.ok_per_s / med["previous design c=16"].ok_per_s
     fsync_ratio = med["ours, fsync before every answer, c=16"].ok_per_s / ours16.ok_per_s
     workers = med["ours, 2 workers, c=16"]
+
+    def verdict(ok: bool) -> str:
+        return "pass" if ok else "FAIL"
+
     print("\ntargets (ratios of medians from this run):")
+    c16_ok = ratios["c16_vs_ceiling"] >= TARGETS["c16_vs_ceiling"] and ours16.p99_ms < P99_TARGET_MS
     print(
-        f"  c=16 / no-op ceiling          {ratios['c16_vs_ceiling']:5.2f}x  (>= 0.4; p99 "
-        f"{ours16.p99_ms:.1f} ms, < {P99_TARGET_MS:g})"
+        f"  {verdict(c16_ok)}  c=16 / no-op ceiling          {ratios['c16_vs_ceiling']:5.2f}x  "
+        f"(>= {TARGETS['c16_vs_ceiling']}; p99 {ours16.p99_ms:.1f} ms, < {P99_TARGET_MS:g})"
     )
     print(
-        f"  c=1 / in-process fast path    {ratios['c1_vs_fastpath']:5.2f}x  (>= 0.5; the no-op "
+        f"  {verdict(ratios['c1_vs_fastpath'] >= TARGETS['c1_vs_fastpath'])}  c=1 / in-process "
+        f"fast path    {ratios['c1_vs_fastpath']:5.2f}x  (>= {TARGETS['c1_vs_fastpath']}; the no-op "
         f"ceiling itself reaches {med['ceiling c=1'].ok_per_s / fast_1:.2f}x at c=1)"
     )
-    print(f"  1000-row / in-process rows/s  {ratios['rows_vs_pipeline']:5.2f}x  (>= 1.0)")
-    print(f"  durable log / previous design {log_ratio:5.2f}x at c=16  (>= {LOG_MIN_RATIO})")
+    print(
+        f"  {verdict(ratios['rows_vs_pipeline'] >= TARGETS['rows_vs_pipeline'])}  1000-row / "
+        f"in-process rows/s  {ratios['rows_vs_pipeline']:5.2f}x  (>= {TARGETS['rows_vs_pipeline']})"
+    )
+    print(
+        f"  {verdict(log_ratio >= LOG_MIN_RATIO)}  durable log / previous design {log_ratio:5.2f}x "
+        f"at c=16  (>= {LOG_MIN_RATIO}; the previous design's {med['previous design c=16'].errors} "
+        "non-2xx not counted)"
+    )
+    print(f"  {verdict(errors == 0)}  non-2xx or socket errors of every other server: {errors}")
     print("\nalso measured:")
     print(f"  c=16 / FastAPI+pydantic best   {ours16.ok_per_s / fastapi_best:5.1f}x")
     print(f"  fsync before every answer      {fsync_ratio:5.2f}x the default (fsync once a second)")
@@ -667,9 +683,7 @@ def report(
         and shares["live drift"] < LIVE_DRIFT_MAX_SHARE
         and errors == 0
     )
-    print(
-        f"\nall targets met: {'yes' if met else 'NO'}; errors (non-2xx, socket) in all runs: {errors}"
-    )
+    print(f"\nall targets met: {'yes' if met else 'NO'}")
 
 
 def shadow_kept_up(url: str) -> tuple[float, float, float]:
