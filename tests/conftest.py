@@ -121,13 +121,18 @@ def write_params(directory: Path, **overrides: dict[str, Any]) -> dict[str, Any]
     return params
 
 
+REPRO_OUTPUT = "dvc-repro.out"  # beside the reproduced repository: what `dvc repro` printed
+
+
 @pytest.fixture(scope="session")
 def reproduced_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repository's tracked files in a fresh git repo, `dvc repro` run on SMALL_ROWS rows and
     the result committed on `main`. Copy it (copy_repo) before changing anything."""
     repo = fresh_clone(tmp_path_factory.mktemp("reproduced") / "repo")
     edit_file(repo / "params.yaml", "n_rows: 30000", f"n_rows: {SMALL_ROWS}")
-    run("dvc", "repro", "-q", cwd=repo)
+    repro = run("dvc", "repro", cwd=repo)
+    # What the README's first command shows a person, kept for the tests of that screen.
+    (repo.parent / REPRO_OUTPUT).write_text(repro.stdout + repro.stderr)
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-q", "-m", "reproduce the pipeline on a small table", cwd=repo)
     return repo

@@ -11,7 +11,7 @@ import msgspec
 
 from modelops import files, paths
 from modelops.drift.report import DriftSummary
-from tests.conftest import SMALL_ROWS, run
+from tests.conftest import REPRO_OUTPUT, SMALL_ROWS, run
 
 
 def test_the_summary_fits_in_100_columns_with_the_metrics_and_the_drift_verdict(
@@ -34,6 +34,13 @@ def test_the_summary_fits_in_100_columns_with_the_metrics_and_the_drift_verdict(
     assert drift.verdict() in lines and drift.verdict().startswith("drift: stable, 0 flagged")
     assert "gate: no_champion (no version held prod)" in lines  # nothing registered yet
     assert any(line.startswith("performance: ") for line in lines)
+
+
+def test_every_line_dvc_repro_prints_fits_in_100_columns(reproduced_repo: Path) -> None:
+    lines = (reproduced_repo.parent / REPRO_OUTPUT).read_text().splitlines()
+    assert any(line.startswith("simulate: ") for line in lines)  # the stages' own lines are here
+    wide = [line for line in lines if len(line) > 100]
+    assert not wide, wide
 
 
 def test_dvc_metrics_hold_the_drift_summary_and_not_the_per_feature_report(

@@ -113,13 +113,12 @@ class DriftSummary(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
 
-    def verdict(self, source: str | None = None) -> str:
+    def verdict(self) -> str:
         """One line for a terminal: the status, parts flagged, the largest PSI, rows checked."""
         worst = (
             "" if self.worst_psi is None else f", largest PSI {self.worst_psi:.3f} ({self.worst})"
         )
-        rows = f"{self.rows} rows" + (f" of {source}" if source else "")
-        return f"drift: {self.status}, {self.flagged} flagged{worst}, {rows}"
+        return f"drift: {self.status}, {self.flagged} flagged{worst}, {self.rows} rows"
 
 
 def prediction_part(cls: str) -> str:

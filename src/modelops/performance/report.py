@@ -229,8 +229,8 @@ def format_report(report: PerformanceReport) -> str:
         f"performance check: {report.predictions} predictions of {report.model} in "
         f"{report.files} file(s), windows of {report.window}",
         f"degraded: {key} worse than on test by more than {r.max_drop:g}, and the "
-        f"{r.confidence:.0%} interval of the change excludes 0; under {r.min_labels} labels: "
-        "not judged",
+        f"{r.confidence:.0%} interval",
+        f"          of the change excludes 0; a window under {r.min_labels} labels is not judged",
     ]
     for name, v in report.versions.items():
         lines += [
@@ -238,17 +238,18 @@ def format_report(report: PerformanceReport) -> str:
             f"version {name}: {v.status} (test metrics: {v.baseline.source}"
             + (f"; {v.baseline.note}" if v.baseline.note else "")
             + ")",
-            f"  {'window':<20} {'predictions':>11} {'labels':>7} {'coverage':>8} {key:>9} "
-            f"{'change':>8} {'interval':>19}  status",
+            f"  {'window':<16} {'predictions':>11} {'labels':>6} {'coverage':>8} {key:>9} "
+            f"{'change':>7} {'interval':>16}  status",
         ]
         for w in v.windows:
             value = "-" if w.metrics is None else f"{w.metrics.get(key, float('nan')):.4f}"
             c = w.change
             delta = "-" if c is None else f"{c.change:+.4f}"
-            interval = "-" if c is None else f"{c.low:+.4f} .. {c.high:+.4f}"
+            interval = "-" if c is None else f"{c.low:+.4f}..{c.high:+.4f}"
+            when = _window_start(w.start, report.window)
             lines.append(
-                f"  {w.start:<20} {w.predictions:>11} {w.labels:>7} {w.coverage:>8.1%} "
-                f"{value:>9} {delta:>8} {interval:>19}  {w.status}"
+                f"  {when:<16} {w.predictions:>11} {w.labels:>6} {w.coverage:>8.1%} "
+                f"{value:>9} {delta:>7} {interval:>16}  {w.status}"
             )
     o = report.outcomes
     lines += [
@@ -260,6 +261,12 @@ def format_report(report: PerformanceReport) -> str:
         lines.append(f"predictions without an id (never joined): {report.predictions_without_id}")
     lines += ["", f"overall: {report.status}"]
     return "\n".join(lines)
+
+
+def _window_start(start: str, window: str) -> str:
+    """A window's start as the table shows it: days and weeks start at midnight UTC, so their
+    date says it; shorter windows need the hour."""
+    return start[:10] if window[-1] in "dw" else start[:16].replace("T", " ")
 
 
 def _unjoined(o: OutcomeAccount) -> list[str]:

@@ -54,7 +54,8 @@ def main() -> None:
         for name, rows in distributions.items():
             files.write_json(plots / f"{files.safe_name(name)}.json", rows)
         files.write_bytes(out.path(paths.DRIFT_HTML), html.render(report, distributions).encode())
-    print(report.summary().verdict(source.path))
+    print(report.summary().verdict())
+    print(f"drift: the rows: {source.path}")
     print(f"drift: the table: `modelops drift check`; the charts: {paths.DRIFT_HTML}")
 
 

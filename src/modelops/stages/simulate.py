@@ -34,9 +34,9 @@ def main() -> None:
             (log / name).write_bytes(data)
         known.to_csv(out.path(paths.DEMO_OUTCOMES), index=False)
     print(
-        f"simulate: {len(frame)} predictions in {len(segments)} segments -> "
-        f"{paths.DEMO_PREDICTIONS}/; {len(known)} outcomes known -> {paths.DEMO_OUTCOMES}"
+        f"simulate: {len(frame)} predictions in {len(segments)} segments -> {paths.DEMO_PREDICTIONS}/"
     )
+    print(f"          {len(known)} outcomes known -> {paths.DEMO_OUTCOMES}")
 
 
 if __name__ == "__main__":
