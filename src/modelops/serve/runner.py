@@ -85,18 +85,21 @@ def serve(app: RequestObserver, config: ServeConfig) -> int:
 
 def exit_status(app: RequestObserver) -> int:
     """0 for a clean stop; 1, with a log line saying what, when requests were cut off or the
-    prediction log did not close."""
+    prediction log or the feedback log did not close."""
     service = app.state.service
     closed = service.log is not None and service.log.closed
-    rows = service.log.rows_written if service.log is not None else 0
-    if app.cut_off or not closed:
+    feedback = service.feedback_log
+    feedback_closed = feedback is not None and feedback.closed
+    if app.cut_off or not closed or not feedback_closed:
         logs.event(
             log,
             logging.ERROR,
             "stopped before every request was answered",
             cut_off_requests=app.cut_off,
             log_closed=closed,
-            answered_rows_logged=rows,
+            answered_rows_logged=service.log.rows_written if service.log is not None else 0,
+            feedback_log_closed=feedback_closed,
+            outcomes_logged=feedback.rows_written if feedback is not None else 0,
         )
         return 1
     return 0
