@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from modelops.files import fsync_path
-from modelops.logline import OPEN_SUFFIX, segment_name
+from modelops.logline import OPEN_SUFFIX, SEGMENT_SUFFIX, segment_name
 from modelops.serve import logs
 
 PROBE_BYTES = 1 << 16  # what a probe writes to learn that the directory takes data again
@@ -102,7 +102,7 @@ def recover(directory: Path, prefix: str) -> list[tuple[Path, int, int]]:
     """Finish every segment of the kind `prefix` names that no writer holds: (final path, rows
     kept, torn bytes dropped) each."""
     recovered = []
-    for path in sorted(directory.glob(f"{prefix}*{OPEN_SUFFIX}")):
+    for path in sorted(directory.glob(f"{prefix}*{SEGMENT_SUFFIX}{OPEN_SUFFIX}")):
         try:
             done = _recover_one(path)
         except OSError as exc:
