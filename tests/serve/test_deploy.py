@@ -10,8 +10,6 @@ import copy
 import json
 import re
 import subprocess
-import time
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -22,8 +20,6 @@ from litestar.testing import TestClient
 from modelops.drift.status import SEVERITY, SEVERITY_LEGEND
 from modelops.serve.config import FIELDS, ServeConfig, env_name
 from tests.conftest import ROOT, require_tool
-
-from .conftest import Trained, serve_client, source, wait_ready
 
 K8S = ROOT / "deploy" / "k8s"
 KSERVE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
@@ -329,31 +325,3 @@ def test_request_alerts_and_panels_count_every_scoring_route_and_only_those(
         pattern = pattern.replace('\\"', '"')
         chosen = {r for r in routes if (re.fullmatch(pattern, r) if op == "=~" else r == pattern)}
         assert chosen == SCORING_ROUTES, (pattern, chosen)
-
-
-def test_every_dashboard_panel_queries_metrics_a_server_of_several_models_exports(
-    trained: Trained, trained_next: Trained, trained_fallback: Trained, tmp_path: Path
-) -> None:
-    config = ServeConfig(
-        log_dir=str(tmp_path),
-        shadow=(source(trained_fallback),),
-        canary=(f"{source(trained_next)}:50%",),
-    )
-    with serve_client(trained.bundle_dir, config) as c:
-        wait_ready(c)
-        for i in range(20):
-            body = {"instances": trained.records()[i : i + 1]}
-            assert c.post("/v1/predict", json=body).status_code == 200
-        outcome = {"id": "a", "label": 1, "observed_at": "2026-11-01T00:00:00Z"}
-        assert c.post("/v1/feedback", json={"outcomes": [outcome]}).status_code == 200
-        deadline = time.monotonic() + 60
-        while "modelops_shadow_rows_total{" not in (text := c.get("/metrics").text):
-            assert time.monotonic() < deadline, "the shadow scored nothing"
-            time.sleep(0.05)  # the shadow scores off the response path
-        exported = exported_names(text)
-    titles = {p["title"]: p for p in dashboard()["panels"]}
-    assert any("Shadow" in t for t in titles) and any("Canar" in t for t in titles)
-    for title, panel in titles.items():
-        for target in panel["targets"]:
-            used = metric_names(target["expr"])
-            assert used and used <= exported, (title, used - exported)

@@ -16,13 +16,27 @@ import yaml
 from modelops import files
 from modelops.registry import bundle
 from tests.conftest import require_tool
-from tests.serve.conftest import Server, Trained, free_port, start_server
-from tests.serve.test_deploy import dashboard_exprs, exported_names, metric_names
+from tests.serve.conftest import READY_TIMEOUT, Server, Trained, free_port, source, start_server
+from tests.serve.test_deploy import dashboard, dashboard_exprs, exported_names, metric_names
 
 
 @pytest.fixture(scope="module")
-def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(trained.bundle_dir, tmp_path_factory.mktemp("served"))
+def server(
+    trained: Trained,
+    trained_next: Trained,
+    trained_fallback: Trained,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """A server of several models (a shadow, and a canary at 0% so that the primary answers
+    everything), so every family the dashboard and the alerts use is in its exposition."""
+    running = start_server(
+        trained.bundle_dir,
+        tmp_path_factory.mktemp("served"),
+        "--shadow",
+        source(trained_fallback),
+        "--canary",
+        f"{source(trained_next)}:0%",
+    )
     with httpx.Client(base_url=running.url, timeout=10) as http:
         for i in range(0, 40, 4):  # some traffic, so every counter and histogram has samples
             assert (
@@ -32,6 +46,12 @@ def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 == 200
             )
         assert http.post("/v1/predict", json={"instances": []}).status_code == 400
+        outcome = {"id": "a", "label": 1, "observed_at": "2026-11-01T00:00:00Z"}
+        assert http.post("/v1/feedback", json={"outcomes": [outcome]}).status_code == 200
+        deadline = time.monotonic() + READY_TIMEOUT
+        while 'modelops_shadow_rows_total{version="v0.9.0"} 40.0' not in http.get("/metrics").text:
+            assert time.monotonic() < deadline, "the shadow did not score the traffic"
+            time.sleep(0.05)  # it scores off the response path
     yield running
     running.stop()
 
@@ -88,7 +108,7 @@ def query(base: str, promql: str, timeout: float = 60) -> list[dict[str, Any]]:
 def test_prometheus_scrapes_model_info_and_request_counters(
     prometheus: str, trained: Trained
 ) -> None:
-    info = query(prometheus, "modelops_model_info")
+    info = query(prometheus, 'modelops_model_info{role="primary"}')
     labels = info[0]["metric"]
     assert (
         labels["job"] == "modelops" and labels["name"] == "churn" and labels["version"] == "v1.0.0"
@@ -125,6 +145,8 @@ def test_live_exposition_passes_promtool(server: Server) -> None:
 
 def test_dashboard_queries_only_names_the_service_exports(server: Server) -> None:
     exported = exported_names(httpx.get(server.url + "/metrics").text)
+    titles = [p["title"] for p in dashboard()["panels"]]
+    assert any("Shadow" in t for t in titles) and any("Canar" in t for t in titles)
     for expr in dashboard_exprs():
         used = metric_names(expr)
         assert used, expr
