@@ -36,7 +36,7 @@ import numpy.typing as npt
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.preprocessing import label_binarize
 
-from modelops.evaluation import Decision, classification_metrics, predict_labels
+from modelops.evaluation import DIRECTIONS, Decision, classification_metrics, predict_labels
 from modelops.params import PerformanceMetric as Metric
 from modelops.performance.status import Status
 from modelops.types import FloatArray, IntArray
@@ -46,12 +46,8 @@ if TYPE_CHECKING:
     from modelops.schema import Target
 
 METRICS: tuple[Metric, ...] = get_args(Metric)
-HIGHER_IS_BETTER: dict[Metric, bool] = {
-    "roc_auc": True,
-    "log_loss": False,
-    "brier": False,
-    "accuracy": True,
-}
+# Which way is better is evaluation.DIRECTIONS's rule, the champion gate's too.
+HIGHER_IS_BETTER: dict[Metric, bool] = {m: DIRECTIONS[m] == "higher" for m in METRICS}
 
 
 def metric_key(metric: Metric, n_classes: int) -> str:
