@@ -476,12 +476,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         server(
             "previous design",
             [
-                sys.executable,
-                "-m",
-                "modelops.cli",
-                "serve",
-                "--bundle",
-                str(bundle_dir),
+                *ours[:-2],  # it takes no --bundle-sha256: its trust was the bundle's own hashes
                 "--log-dir",
                 str(work / "log-previous"),
             ],
