@@ -115,3 +115,24 @@ def test_the_command_line_starts_without_numpy_pandas_or_pyarrow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_check_of_a_parquet_file_loads_only_what_it_runs(project: Profile) -> None:
+    """On a million rows the command's start is most of its time: a check of a parquet file
+    loads neither pandas nor scikit-learn, nor the CSV and JSON readers, nor the registry;
+    scipy.special is loaded, for the p-values."""
+    seasonal = str(paths.scenario_path("seasonal"))
+    code = (
+        "import json, sys\n"
+        "from modelops.cli import main\n"
+        f"code = main(['drift', 'check', '--incoming', {seasonal!r}])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, modules = json.loads(out.stdout.splitlines()[-1])
+    assert status == 0
+    assert "overall: significant" in out.stdout
+    loaded = set(modules)
+    assert "scipy.special" in loaded and "pyarrow.parquet" in loaded
+    unneeded = {"pandas", "sklearn", "pyarrow.csv", "pyarrow.json", "modelops.registry.git"}
+    assert not unneeded & loaded, unneeded & loaded

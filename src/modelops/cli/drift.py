@@ -7,8 +7,10 @@ numpy, pandas and pyarrow are imported only when the command runs, so other comm
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +119,10 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
     from modelops.drift.status import Thresholds
 
     if args.incoming:
+        # The p-values need scipy.special, slower to import than 1M rows are to count; it loads
+        # in a second thread while this one reads and counts (mostly outside the GIL).
+        scipy = threading.Thread(target=importlib.import_module, args=("scipy.special",))
+        scipy.start()
         profile = Profile.decode(
             _read(args.profile, "profile", "run `dvc repro profile`, or pass --profile"),
             args.profile,
@@ -124,6 +130,7 @@ def _judge(args: argparse.Namespace) -> tuple[DriftReport, Distributions | None]
         has_params = paths.PARAMS_FILE.is_file()
         thresholds = Thresholds.from_params(params.load().drift) if has_params else Thresholds()
         counts, source = _tally(args, profile)
+        scipy.join()
         return counts.report(thresholds).with_source(source), counts.distributions()
     raw = _read(args.report, "drift report", "run `dvc repro drift`, or pass --incoming")
     try:
