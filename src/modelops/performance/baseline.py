@@ -2,8 +2,8 @@
 
 A served version is a registry version (`v1.2.0`: the server logs its bundle's version). Its test
 metrics are the `metrics/metrics.json` committed at its registration tag, read through the
-registry (`modelops.registry.show`), so they are the numbers it was registered with, whatever the
-workspace holds now. The one exception is `modelops.logline.WORKSPACE_VERSION`, the version the
+registry (`modelops.registry.lineage.show`), so they are the numbers it was registered with,
+whatever the workspace holds now. The one exception is `modelops.logline.WORKSPACE_VERSION`, the version the
 demo log carries for the workspace's own model: its test metrics are the workspace's current
 metrics/metrics.json. A version the registry cannot resolve (not registered,
 no git repository, tags not fetched) gets no test metrics and the reason why, and its windows
@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from modelops import registry
 from modelops.errors import RegistryError
 from modelops.logline import WORKSPACE_VERSION
+from modelops.registry.lineage import show
 
 
 class Baseline(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -46,7 +46,7 @@ def baselines(
             continue
         ref = f"{model_name}@{version}"
         try:
-            lineage = registry.show(ref, repo)
+            lineage = show(ref, repo)
         except RegistryError as exc:
             out[version] = Baseline(f"registry {ref}", None, str(exc))
             continue
