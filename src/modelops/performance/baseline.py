@@ -3,9 +3,9 @@
 A served version is a registry version (`v1.2.0`: the server logs its bundle's version). Its test
 metrics are the `metrics/metrics.json` committed at its registration tag, read through the
 registry (`modelops.registry.lineage.show`), so they are the numbers it was registered with,
-whatever the workspace holds now. The one exception is `modelops.logline.WORKSPACE_VERSION`, the version the
-demo log carries for the workspace's own model: its test metrics are the workspace's current
-metrics/metrics.json. A version the registry cannot resolve (not registered,
+whatever the workspace holds now. The one exception is `modelops.logline.WORKSPACE_VERSION`, the
+version the demo log carries for the workspace's own model: its test metrics are the workspace's
+current metrics/metrics.json. A version the registry cannot resolve (not registered,
 no git repository, tags not fetched) gets no test metrics and the reason why, and its windows
 are judged insufficient_data rather than guessed.
 """
