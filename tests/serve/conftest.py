@@ -30,6 +30,7 @@ from modelops.dataset import split
 from modelops.drift.profile import build_profile
 from modelops.evaluation import classification_metrics
 from modelops.fitted import build_card, reference_sample
+from modelops.logline import OPEN_SUFFIX
 from modelops.params import Params
 from modelops.pipeline import build_pipeline
 from modelops.registry import bundle
@@ -310,3 +311,21 @@ HOSTILE: list[tuple[str, bytes, str, int]] = [
     ("truncated", b'{"instances": [{"age": 1', "application/json", 400),
     ("NaN", b'{"instances": [{"age": NaN}]}', "application/json", 400),
 ]
+
+
+def segment_lines(directory: Path, kind: str) -> list[dict[str, Any]]:
+    """Every line of every log segment of a kind ("predictions", "feedback"), finished or still
+    open, as a reader after a crash sees them.
+
+    A SIGKILL can cut a group write short in the middle of a line: the open segment then ends
+    without its newline. None of those lines was acknowledged (an answer waits for its write), and
+    the next server drops the torn tail when it finishes the segment; so does this reader. A
+    finished segment must end with a whole line."""
+    found = []
+    for segment in sorted(directory.glob(f"{kind}-*.jsonl*")):
+        data = segment.read_bytes()
+        if data and not data.endswith(b"\n"):
+            assert segment.name.endswith(OPEN_SUFFIX), f"{segment.name} ends mid-line"
+            data = data[: data.rfind(b"\n") + 1]
+        found += [json.loads(line) for line in data.splitlines()]
+    return found

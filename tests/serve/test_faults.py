@@ -8,7 +8,6 @@ tmpfs in a mount namespace of the server's own), and two servers sharing one dir
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ import pytest
 
 from tests.conftest import require_tool
 
-from .conftest import Trained, start_server
+from .conftest import Trained, segment_lines, start_server
 
 ROWS = 20  # per request: enough that the log has real work while the load runs
 
@@ -56,11 +55,7 @@ def _cmdline(proc: Path) -> str:
 
 def logged_rows(log_dir: Path) -> Counter[str]:
     """Rows per request id in every segment, finished or still open (a reader after a crash)."""
-    rows: Counter[str] = Counter()
-    for segment in sorted(log_dir.glob("predictions-*.jsonl*")):
-        for line in segment.read_bytes().splitlines():
-            rows[json.loads(line)["request_id"]] += 1
-    return rows
+    return Counter(line["request_id"] for line in segment_lines(log_dir, "predictions"))
 
 
 class Load:

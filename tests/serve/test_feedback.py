@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import shutil
 import signal
 from collections import Counter
@@ -31,7 +30,7 @@ from modelops.performance.judge import Model, Rule
 from modelops.registry import bundle
 from modelops.serve.config import ServeConfig
 
-from .conftest import Trained, serve_client, start_server, wait_ready
+from .conftest import Trained, segment_lines, serve_client, start_server, wait_ready
 from .test_faults import Load, wait_until
 
 LATER = datetime.now(UTC) + timedelta(hours=1)  # outcomes are observed after the predictions
@@ -39,14 +38,6 @@ LATER = datetime.now(UTC) + timedelta(hours=1)  # outcomes are observed after th
 
 def outcome(id: str, label: Any, observed_at: datetime = LATER) -> dict[str, Any]:
     return {"id": id, "label": label, "observed_at": observed_at.isoformat()}
-
-
-def lines(directory: Path, kind: str) -> list[dict[str, Any]]:
-    """Every line of every segment of a kind, finished or still open."""
-    found = []
-    for segment in sorted(directory.glob(f"{kind}-*.jsonl*")):
-        found += [json.loads(x) for x in segment.read_bytes().splitlines()]
-    return found
 
 
 # --------------------------------------------------------------------------- instance ids
@@ -63,7 +54,7 @@ def test_an_instance_id_is_logged_beside_the_row_and_never_reaches_the_model(
         with_ids = c.post("/v1/predict", json={"instances": sent}, headers={"X-Request-ID": "ids"})
         assert plain.status_code == with_ids.status_code == 200
         assert with_ids.json()["predictions"] == plain.json()["predictions"]
-    logged = {(x["request_id"], i): x for i, x in enumerate(lines(tmp_path, "predictions"))}
+    logged = {(x["request_id"], i): x for i, x in enumerate(segment_lines(tmp_path, "predictions"))}
     by_request = [[x for (r, _), x in logged.items() if r == rid] for rid in ("plain", "ids")]
     assert [x.get("id") for x in by_request[1]] == ["acct-1", None, "acct-3", None]
     assert all("id" not in x for x in by_request[0])
@@ -84,7 +75,7 @@ def test_a_bad_instance_id_is_named_and_refused(trained: Trained, tmp_path: Path
         "$.instances[1].id": "Expected `str | null`, got `int`",
         "$.instances[2].id": "Expected `str` of length <= 256",
     }
-    assert not lines(tmp_path, "predictions")
+    assert not segment_lines(tmp_path, "predictions")
 
 
 # --------------------------------------------------------------------------- POST /v1/feedback
@@ -130,7 +121,7 @@ def test_feedback_is_checked_against_the_models_classes_every_problem_named(
     assert accepted.json() == {"accepted": 2, "request_id": "fb-1"}
     assert "modelops_feedback_outcomes_total 2.0" in metrics
     assert 'modelops_validation_failures_total{field="(feedback)"}' in metrics
-    [first, second] = lines(tmp_path, "feedback")
+    [first, second] = segment_lines(tmp_path, "feedback")
     assert first["id"] == "a" and first["label"] == 1 and first["request_id"] == "fb-1"
     assert first["observed_at"] == LATER.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert second["label"] == 0
@@ -161,7 +152,7 @@ def test_every_accepted_outcome_survives_sigkill(trained: Trained, tmp_path: Pat
     finally:
         with contextlib.suppress(ProcessLookupError):
             server.process.kill()
-    written = Counter(line["request_id"] for line in lines(server.log_dir, "feedback"))
+    written = Counter(line["request_id"] for line in segment_lines(server.log_dir, "feedback"))
     missing = [rid for rid in load.ok() if written.get(rid) != 10]
     assert not missing, f"{len(missing)} of {len(load.ok())} accepted requests not written"
     assert list(server.log_dir.glob("feedback-*.jsonl.open"))  # the killed server's segment
@@ -170,7 +161,7 @@ def test_every_accepted_outcome_survives_sigkill(trained: Trained, tmp_path: Pat
     again = start_server(trained.bundle_dir, tmp_path / "again", log_dir=server.log_dir)
     assert again.stop() == 0
     assert not list(server.log_dir.glob("*.open"))
-    assert len(lines(server.log_dir, "feedback")) == sum(written.values())
+    assert len(segment_lines(server.log_dir, "feedback")) == sum(written.values())
 
 
 def test_an_unwritable_feedback_log_answers_503_until_it_can_write_again(
@@ -187,7 +178,7 @@ def test_an_unwritable_feedback_log_answers_503_until_it_can_write_again(
         assert "modelops_feedback_log_writable 0.0" in http.get("/metrics").text
         wait_until(lambda: http.post("/v1/feedback", json=body).status_code == 200)
     assert server.stop() == 0
-    assert [x["id"] for x in lines(server.log_dir, "feedback")][-1] == "a"
+    assert [x["id"] for x in segment_lines(server.log_dir, "feedback")][-1] == "a"
 
 
 # --------------------------------------------------------------------------- API == file
