@@ -17,7 +17,7 @@ import numpy as np
 
 from modelops.performance import judge
 from modelops.performance.baseline import Baseline
-from modelops.performance.join import Joined, Unjoined, window_start
+from modelops.performance.join import Joined, Unjoined, window_ns, window_start
 from modelops.performance.judge import Change, Model, Rule
 from modelops.performance.log import Predictions
 from modelops.performance.outcomes import Outcomes
@@ -264,9 +264,10 @@ def format_report(report: PerformanceReport) -> str:
 
 
 def _window_start(start: str, window: str) -> str:
-    """A window's start as the table shows it: days and weeks start at midnight UTC, so their
-    date says it; shorter windows need the hour."""
-    return start[:10] if window[-1] in "dw" else start[:16].replace("T", " ")
+    """A window's start as the table shows it: windows of whole days start at midnight UTC (see
+    `join.window_start`), so their date says it; other windows need the hour."""
+    whole_days = window_ns(window) % window_ns("1d") == 0
+    return start[:10] if whole_days else start[:16].replace("T", " ")
 
 
 def _unjoined(o: OutcomeAccount) -> list[str]:
