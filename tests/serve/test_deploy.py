@@ -325,3 +325,25 @@ def test_request_alerts_and_panels_count_every_scoring_route_and_only_those(
         pattern = pattern.replace('\\"', '"')
         chosen = {r for r in routes if (re.fullmatch(pattern, r) if op == "=~" else r == pattern)}
         assert chosen == SCORING_ROUTES, (pattern, chosen)
+
+
+# The README's words for the request alerts, each with how it shows its rule's threshold.
+README_THRESHOLDS = {
+    "ModelopsHighErrorRate": ("5xx share above {}", lambda t: f"{t:.0%}"),
+    "ModelopsManyRejectedRequests": ("contract violations above {}", lambda t: f"{t:.0%}"),
+    "ModelopsHighLatencyP99": ("p99 above {}", lambda t: f"{t * 1000:g} ms"),
+}
+
+
+def test_readme_and_the_alert_summaries_state_each_rules_own_threshold() -> None:
+    """A threshold lives in its rule's expression; the summary and the README are checked
+    against it, so changing one without the others fails here."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    by_name = {r["alert"]: r for r in rules["groups"][0]["rules"]}
+    for name, (words, shown) in README_THRESHOLDS.items():
+        rule = by_name[name]
+        threshold = float(re.findall(r">\s*([0-9.]+)\s*$", rule["expr"].strip())[-1])
+        text = words.format(shown(threshold))
+        assert text in readme, (name, text)
+        assert shown(threshold) in rule["annotations"]["summary"], (name, shown(threshold))
