@@ -151,6 +151,21 @@ def test_verify_proves_every_variant_on_the_probe_rows(customers: pd.DataFrame) 
     assert not fast.numpy_only(fastpath.TREE_WALK_MAX_ROWS + 1)
 
 
+@pytest.mark.parametrize("target", ["churned", "plan"])
+def test_large_batches_get_the_estimators_own_bits(target: str, customers: pd.DataFrame) -> None:
+    # Batches past the walk go through HistGradientBoosting's compiled trees without its per-call
+    # checks: the same arithmetic in the same order, so not close but equal.
+    params = make_params("hist_gradient_boosting", {"add_missing_indicator": False}, target=target)
+    other = "plan" if target == "churned" else "churned"
+    pipeline, schema, _, test = train(params, customers.drop(columns=[other]))
+    fast = fastpath.derive(pipeline, schema)
+    assert "rows: the estimator's compiled trees" in fast.description
+    rows = fastpath.rows_from_records(schema, hostile_records(schema, test))
+    assert len(rows) > fastpath.TREE_WALK_MAX_ROWS
+    want = pipeline.named_steps["model"].predict_proba(fast.transform(rows))
+    np.testing.assert_array_equal(fast.predict_proba(rows), want)
+
+
 def test_verify_refuses_a_fast_path_that_drifted_from_the_pipeline(customers: pd.DataFrame) -> None:
     pipeline, schema, train_frame, _ = train(make_params("logistic_regression"), customers)
     fast = fastpath.derive(pipeline, schema)

@@ -93,11 +93,14 @@ class Forest:
 
 @dataclass(frozen=True)
 class TreeEnsemble:
-    """Compiled trees for small batches, the estimator's own predict_proba for large ones."""
+    """Compiled trees for small batches, the estimator's own compiled code for large ones."""
 
     forest: Forest
     finish: Callable[[FloatArray], FloatArray]  # summed leaf values -> probabilities
     estimator: Any
+    # Large batches through the estimator's compiled trees without its per-call work (see
+    # HistGradientBoostingBatches); None: its predict_proba.
+    batches: Callable[[FloatArray], FloatArray] | None = None
 
     def __call__(self, x: FloatArray) -> FloatArray:
         if x.shape[0] <= TREE_WALK_MAX_ROWS:
@@ -108,7 +111,41 @@ class TreeEnsemble:
         return self.finish(self.forest.leaf_sum(x))
 
     def delegate(self, x: FloatArray) -> FloatArray:
+        if self.batches is not None:
+            return self.batches(x)
         return np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class HistGradientBoostingBatches:
+    """HistGradientBoosting's predict_proba as it computes it: the baseline, then each tree's
+    compiled prediction added in its order, then the loss's link; the same arithmetic in the same
+    order, so the same bits. What its predict_proba also does on every call is done once here: the
+    input check (the derived matrix is float64 of the fitted width by construction), the categorical
+    bitsets rebuilt, and a `partial` and an output array per tree. For 1000 rows and 250 trees of 8
+    leaves that per-call work was ~0.8 of 8.4 ms (measured on one core)."""
+
+    predict_tree: Callable[..., None]  # (nodes, X, left bitsets, known bitsets, map, threads, out)
+    trees: list[list[tuple[Any, Any]]]  # per iteration, per class: (nodes, left-category bitsets)
+    baseline: FloatArray  # (1, classes' columns)
+    known_categories: Any
+    feature_map: Any
+    threads: Callable[[], int]  # the OpenMP threads the estimator would use now
+    link: Callable[[FloatArray], FloatArray]
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        n, threads = x.shape[0], self.threads()
+        raw = np.zeros((n, self.baseline.shape[1]), order="F")
+        raw += self.baseline
+        columns = [raw[:, k] for k in range(raw.shape[1])]
+        out = np.empty(n)
+        for iteration in self.trees:
+            for column, (nodes, left) in zip(columns, iteration, strict=True):
+                self.predict_tree(
+                    nodes, x, left, self.known_categories, self.feature_map, threads, out
+                )
+                column += out
+        return np.asarray(self.link(raw), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -146,10 +183,16 @@ def derive_estimator(est: Any) -> tuple[Estimator, str]:
     if walked is None:
         return Delegate(est), f"{name}.predict_proba on the matrix"
     forest, finish, trees = walked
+    batches = (
+        _hist_gradient_boosting_batches(est)
+        if isinstance(est, HistGradientBoostingClassifier)
+        else None
+    )
     return (
-        TreeEnsemble(forest, finish, est),
+        TreeEnsemble(forest, finish, est, batches),
         f"{trees} {name} trees walked in numpy "
-        f"(batches > {TREE_WALK_MAX_ROWS} rows: the estimator's predict_proba)",
+        f"(batches > {TREE_WALK_MAX_ROWS} rows: the estimator's "
+        f"{'compiled trees' if batches is not None else 'predict_proba'})",
     )
 
 
@@ -239,6 +282,36 @@ def _hist_gradient_boosting_trees(
     # The baseline joins the sum as one more tree, of a single leaf.
     trees.append(_single_leaf(baseline))
     return _stack(trees, k, as_float32=False), link, len(trees) - 1
+
+
+def _hist_gradient_boosting_batches(
+    est: HistGradientBoostingClassifier,
+) -> HistGradientBoostingBatches | None:
+    """The compiled per-tree prediction `_predict_iterations` calls (`_predictor`'s
+    `_predict_from_raw_data`), with the arguments it passes; None, and the estimator's own
+    predict_proba, when this release has them elsewhere. Only for estimators whose trees were read
+    above (no native categorical support)."""
+    try:
+        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    except ImportError:
+        return None
+    try:
+        known, feature_map = est._bin_mapper.make_known_categories_bitsets()
+        trees = [[(p.nodes, p.raw_left_cat_bitsets) for p in it] for it in est._predictors]
+        baseline = np.asarray(est._baseline_prediction, dtype=np.float64)
+        baseline = baseline.reshape(1, est.n_trees_per_iteration_)
+    except CHANGED_INTERNALS:
+        return None
+    return HistGradientBoostingBatches(
+        _predict_from_raw_data,
+        trees,
+        baseline,
+        known,
+        feature_map,
+        _openmp_effective_n_threads,
+        est._loss.predict_proba,
+    )
 
 
 def _single_leaf(values: FloatArray) -> dict[str, Any]:
