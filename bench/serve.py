@@ -16,6 +16,10 @@ fails the targets. What each ratio compares:
   in-process (no HTTP, no validation, no log). Target >= 0.5.
 - 1000 rows / Pipeline: rows per second in 1000-row requests against `pipeline.predict_proba` on
   1000-row frames in-process (the better of the default and one OpenMP thread). Target >= 1.0.
+
+The in-process baselines run in a child process pinned to the servers' core, so both sides of a
+ratio have one core (and OpenMP a team of one, as in a pinned server). The Pipeline on both cores
+(a team of two) is printed beside them, as a figure, not a target's baseline.
 - against FastAPI + pydantic: the same model behind the usual stack, written fairly (`async def`,
   the model call in one worker thread), at its best OpenMP setting.
 - the durable prediction log: the same requests against the previous design (`--previous-design`,
@@ -74,6 +78,7 @@ from modelops.serve import fastpath
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_CORE, LOAD_CORE = "0", "1"
+BOTH_CORES = "pipeline rows/s in 1000-row calls, 2 cores"  # unpinned: an OpenMP team of two
 TARGETS = {"c16_vs_ceiling": 0.4, "c1_vs_fastpath": 0.5, "rows_vs_pipeline": 1.0}
 P99_TARGET_MS = 25.0
 LOG_MIN_RATIO = 0.8  # the durable log against the previous design, at c=16
@@ -398,7 +403,11 @@ def main() -> None:
     parser.add_argument("--previous-design", default=PREVIOUS_DESIGN, metavar="REV")
     parser.add_argument("--app", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
     parser.add_argument("--port", help=argparse.SUPPRESS)
+    parser.add_argument("--in-process", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.in_process:  # the in-process baselines, in a child pinned by this script
+        print(json.dumps(in_process_rates(args.bundle, args.test, args.in_process)))
+        return
     if args.app:  # a baseline server, started by this script
         import uvicorn
 
@@ -518,7 +527,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         ]
         for _, s, c, script in plan:
             wrk(s.url, c, args.warmup, script)
-        results, inproc, shares = measure(args, plan, pipeline, schema, test, recs, s_ours)
+        results, inproc, shares = measure(args, plan, bundle_dir, s_ours)
         kept_up = shadow_kept_up(s_shadow.url)
         ready = [s.ready_seconds for s in (s_ours, s_fsync, s_workers)]
     report(args, results, inproc, shares, ready)
@@ -536,19 +545,52 @@ def _answer_size(record: dict[str, Any], card: Any) -> int:
     return len(json.dumps(answer, separators=(",", ":")))
 
 
-def measure(
-    args: argparse.Namespace,
-    plan: list[tuple[str, Server, int, Path]],
-    pipeline: Any,
-    schema: FeatureSchema,
-    test: pd.DataFrame,
-    recs: list[dict[str, Any]],
-    s_ours: Server,
-) -> tuple[dict[str, list[Load]], dict[str, list[float]], dict[str, float]]:
+def in_process_rates(bundle_dir: Path, test_path: Path, seconds: float) -> dict[str, float]:
+    """The in-process baselines, in this process: the Pipeline on 1-row and 1000-row frames (the
+    better of the default and one OpenMP thread) and the derived fast path on single rows."""
+    card = load_card(bundle_dir / bundle.CARD)
+    schema: FeatureSchema = card.feature_schema
+    pipeline = joblib.load(bundle_dir / bundle.MODEL)
+    test = pd.read_parquet(test_path)
     singles = [schema.to_model_frame(test.iloc[[i]]) for i in range(200)]
     batch = schema.to_model_frame(test.iloc[:1000])
     fast = fastpath.derive(pipeline, schema)
-    rows = fastpath.rows_from_records(schema, recs[:200])
+    rows = fastpath.rows_from_records(schema, records(schema, test.iloc[:200]))
+    one = many = 0.0
+    for threads in (None, 1):  # OpenMP's spinning threads: each gets its better setting
+        with threadpool_limits(limits=threads):
+            one = max(
+                one, calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), seconds)
+            )
+            many = max(
+                many, 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), seconds)
+            )
+    return {
+        "pipeline 1-row calls/s": one,
+        "pipeline rows/s in 1000-row calls": many,
+        "fast path 1-row calls/s": calls_per_second(
+            lambda n: fast.predict_proba(rows[n % 200 : n % 200 + 1]), seconds
+        ),
+    }
+
+
+def in_process(args: argparse.Namespace, bundle_dir: Path, cores: str, seconds: float) -> Any:
+    """`in_process_rates` in a new process on `cores`: pinned to the servers' core, the baselines
+    get the one core each server gets (an OpenMP team sized to it, as in the server)."""
+    out = subprocess.run(
+        ["taskset", "-c", cores, sys.executable, str(Path(__file__).resolve()),
+         "--in-process", str(seconds), "--bundle", str(bundle_dir), "--test", str(args.test)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def measure(
+    args: argparse.Namespace,
+    plan: list[tuple[str, Server, int, Path]],
+    bundle_dir: Path,
+    s_ours: Server,
+) -> tuple[dict[str, list[Load]], dict[str, list[float]], dict[str, float]]:
     seconds = min(10.0, args.duration / 3)
     results: dict[str, list[Load]] = {}
     inproc: dict[str, list[float]] = {}
@@ -556,21 +598,10 @@ def measure(
     busy_before = scrape(s_ours.url, *series)
     cpu_before = s_ours.cpu_seconds()
     for rep in range(args.reps):
-        one = many = 0.0
-        for threads in (None, 1):  # OpenMP's spinning threads: each gets its better setting
-            with threadpool_limits(limits=threads):
-                one = max(
-                    one,
-                    calls_per_second(lambda n: pipeline.predict_proba(singles[n % 200]), seconds),
-                )
-                many = max(
-                    many, 1000 * calls_per_second(lambda n: pipeline.predict_proba(batch), seconds)
-                )
-        inproc.setdefault("pipeline 1-row calls/s", []).append(one)
-        inproc.setdefault("pipeline rows/s in 1000-row calls", []).append(many)
-        inproc.setdefault("fast path 1-row calls/s", []).append(
-            calls_per_second(lambda n: fast.predict_proba(rows[n % 200 : n % 200 + 1]), seconds)
-        )
+        for name, value in in_process(args, bundle_dir, SERVER_CORE, seconds).items():
+            inproc.setdefault(name, []).append(value)
+        both = in_process(args, bundle_dir, f"{SERVER_CORE},{LOAD_CORE}", seconds)
+        inproc.setdefault(BOTH_CORES, []).append(both["pipeline rows/s in 1000-row calls"])
         for name, s, c, script in plan:
             results.setdefault(name, []).append(wrk(s.url, c, args.duration, script))
         print(f"  repetition {rep + 1}/{args.reps} done (load average {os.getloadavg()[0]:.2f})")
@@ -591,9 +622,12 @@ def report(
     shares: dict[str, float],
     ready: list[float],
 ) -> None:
-    print()
+    print(f"\nin-process, pinned to core {SERVER_CORE} as the servers are:")
     for name, values in inproc.items():
-        print(f"in-process {name:36} {spread(values)}")
+        if name != BOTH_CORES:
+            print(f"  {name:44} {spread(values)}")
+    print(f"in-process on both cores (not a target's baseline):\n  {BOTH_CORES:44} "
+          f"{spread(inproc[BOTH_CORES])}")  # fmt: skip
     print(
         f"\n{'point (median (min..max) of ' + str(args.reps) + ')':44} {'2xx/s':>20} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
