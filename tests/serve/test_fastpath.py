@@ -250,6 +250,18 @@ def test_a_private_field_gone_falls_back_to_the_estimator_not_a_crash(
     assert_matches(pipeline, schema, recs)
 
 
+def test_a_compiled_function_moved_sends_large_batches_to_predict_proba(
+    customers: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.ensemble._hist_gradient_boosting import _predictor
+
+    pipeline, schema, _, test = train(make_params("hist_gradient_boosting"), customers)
+    monkeypatch.delattr(_predictor, "_predict_from_raw_data")  # a release that moved it
+    fast = fastpath.derive(pipeline, schema)
+    assert "rows: the estimator's predict_proba" in fast.description
+    assert_matches(pipeline, schema, hostile_records(schema, test))
+
+
 def test_a_private_field_with_a_new_meaning_is_caught_by_verification(
     customers: pd.DataFrame,
 ) -> None:

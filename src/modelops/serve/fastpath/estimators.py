@@ -5,9 +5,11 @@ scikit-learn keeps HistGradientBoosting's trees, baseline and link in private at
 trees of its other ensembles in `tree_` arrays. Each family's reading of them is one function here
 (`_hist_gradient_boosting_trees`, `_decision_trees`); when a scikit-learn release changes what they
 hold, that function fails with UnsupportedPipeline naming the attribute and the release, and the
-estimator's own predict_proba is used on the derived matrix instead. What changes meaning without
-failing (a field renamed onto another) is caught by `verify`, which compares every variant with
-the Pipeline when the model loads and sends rows to the Pipeline if any differs.
+estimator's own predict_proba is used on the derived matrix instead. Large HistGradientBoosting
+batches call its compiled per-tree function directly (`_hist_gradient_boosting_batches`); where a
+release moved it, they go to its predict_proba. What changes meaning without failing (a field
+renamed onto another) is caught by `verify`, which compares every variant with the Pipeline when
+the model loads and sends rows to the Pipeline if any differs.
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ def _hist_gradient_boosting_batches(
         trees = [[(p.nodes, p.raw_left_cat_bitsets) for p in it] for it in est._predictors]
         baseline = np.asarray(est._baseline_prediction, dtype=np.float64)
         baseline = baseline.reshape(1, est.n_trees_per_iteration_)
+        link = est._loss.predict_proba
     except CHANGED_INTERNALS:
         return None
     return HistGradientBoostingBatches(
@@ -310,7 +313,7 @@ def _hist_gradient_boosting_batches(
         known,
         feature_map,
         _openmp_effective_n_threads,
-        est._loss.predict_proba,
+        link,
     )
 
 
