@@ -675,8 +675,8 @@ def report(
     )
     print(
         f"  {verdict(ratios['c1_vs_fastpath'] >= TARGETS['c1_vs_fastpath'])}  c=1 / in-process "
-        f"fast path    {ratios['c1_vs_fastpath']:5.2f}x  (>= {TARGETS['c1_vs_fastpath']}; the no-op "
-        f"ceiling itself reaches {med['ceiling c=1'].ok_per_s / fast_1:.2f}x at c=1)"
+        f"fast path    {ratios['c1_vs_fastpath']:5.2f}x  (>= {TARGETS['c1_vs_fastpath']};\n"
+        f"{'':44}the no-op ceiling itself reaches {med['ceiling c=1'].ok_per_s / fast_1:.2f}x at c=1)"
     )
     print(
         f"  {verdict(ratios['rows_vs_pipeline'] >= TARGETS['rows_vs_pipeline'])}  1000-row / "
@@ -684,8 +684,8 @@ def report(
     )
     print(
         f"  {verdict(log_ratio >= LOG_MIN_RATIO)}  durable log / previous design {log_ratio:5.2f}x "
-        f"at c=16  (>= {LOG_MIN_RATIO}; the previous design's {med['previous design c=16'].errors} "
-        "non-2xx not counted)"
+        f"at c=16  (>= {LOG_MIN_RATIO};\n{'':44}the previous design's "
+        f"{med['previous design c=16'].errors} non-2xx not counted)"
     )
     print(f"  {verdict(errors == 0)}  non-2xx or socket errors of every other server: {errors}")
     print("\nalso measured:")
@@ -701,8 +701,8 @@ def report(
     )
     print(
         f"  2 workers / 1 worker at c=16   {workers.ok_per_s / ours16.ok_per_s:5.2f}x; the load "
-        f"generator used {workers.load_cpu / args.duration:.0%} of a core meanwhile, on one of "
-        "the two cores the workers share"
+        f"generator used {workers.load_cpu / args.duration:.0%} of a core meanwhile,\n{'':34}on "
+        "one of the two cores the workers share"
     )
     print(f"  time to ready                  {spread(ready, '{:.2f}')} s")
     print(
