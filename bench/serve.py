@@ -16,10 +16,6 @@ fails the targets. What each ratio compares:
   in-process (no HTTP, no validation, no log). Target >= 0.5.
 - 1000 rows / Pipeline: rows per second in 1000-row requests against `pipeline.predict_proba` on
   1000-row frames in-process (the better of the default and one OpenMP thread). Target >= 1.0.
-
-The in-process baselines run in a child process pinned to the servers' core, so both sides of a
-ratio have one core (and OpenMP a team of one, as in a pinned server). The Pipeline on both cores
-(a team of two) is printed beside them, as a figure, not a target's baseline.
 - against FastAPI + pydantic: the same model behind the usual stack, written fairly (`async def`,
   the model call in one worker thread), at its best OpenMP setting.
 - the durable prediction log: the same requests against the previous design (`--previous-design`,
@@ -34,6 +30,10 @@ ratio have one core (and OpenMP a team of one, as in a pinned server). The Pipel
 - the Open Inference Protocol: the same rows as V2 infer requests (one tensor per feature) against
   /v1, 1-row requests at c=16 and 1000-row requests at c=1.
 - time to ready (process start to /health/ready 200) and the import time of `modelops serve`.
+
+The in-process baselines run in a child process pinned to the servers' core, so both sides of a
+ratio have one core (and OpenMP a team of one, as in a pinned server). The Pipeline on both cores
+(a team of two) is printed beside them, as a figure, not a target's baseline.
 
 Without --bundle it bundles the workspace's trained model (run `dvc repro` first); the rows sent
 are data/prepared/test.parquet. Before anything is timed, every server's answers are checked
